@@ -1,0 +1,157 @@
+"""ferzoo: a plugin-based Keras 3 / TensorFlow model zoo for facial expression recognition.
+
+``import ferzoo`` is cheap: TensorFlow and the plugins load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .hookspecs import hookimpl
+from .registry import NameClashError, PluginError, UnknownNameError, get_registry
+from .specs import DatasetSpec, InputSpec, LossSpec, ModelSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "hookimpl", "ModelSpec", "LossSpec", "DatasetSpec", "InputSpec", "PluginError", "NameClashError",
+    "UnknownNameError", "list_models", "list_losses", "list_datasets", "list_plugins", "list_explainers",
+    "build", "load", "get_dataset", "get_loss", "model_info", "register_plugin",
+]
+
+
+def list_models() -> list[str]:
+    reg = get_registry()
+    reg.ensure_loaded()
+    return sorted(reg.models)
+
+
+def list_losses() -> list[str]:
+    reg = get_registry()
+    reg.ensure_loaded()
+    return sorted(reg.losses)
+
+
+def list_datasets() -> list[str]:
+    reg = get_registry()
+    reg.ensure_loaded()
+    return sorted(reg.datasets)
+
+
+def list_plugins() -> list[dict]:
+    """Every plugin seen: name, version, module, what it registered, and the error if it failed to load."""
+    reg = get_registry()
+    reg.ensure_loaded()
+    return [dict(vars(info)) for info in sorted(reg.plugins.values(), key=lambda i: i.name)]
+
+
+def list_explainers(model: str) -> list[str]:
+    from .explain import list_explainers as _list
+
+    return _list(model)
+
+
+def model_info(name: str) -> ModelSpec:
+    return get_registry().model(name)
+
+
+def register_plugin(obj: Any, name: str | None = None) -> None:
+    """Register a plugin object in this process (an alternative to an entry point, for notebooks and tests)."""
+    get_registry().register(obj, name=name)
+
+
+def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = None, *,
+          class_names: Sequence[str] | None = None, recipe: str = "default", **config):
+    """Build model ``name`` with the uniform interface (:class:`ferzoo.model.FERModel`).
+
+    ``class_names`` default to the first ``num_classes`` canonical names (angry, disgust, fear, happy, sad,
+    surprise, neutral, contempt). ``config`` overrides the plugin's ``default_config`` (unknown keys are an
+    error). ``recipe`` picks the data set recipe ``compile()`` uses.
+    """
+    import keras
+
+    from .labels import CANONICAL
+    from .model import FERModel, Standardize
+    from .specs import resolve
+
+    spec = get_registry().model(name)
+    shape = tuple(int(v) for v in input_shape) if input_shape is not None else tuple(spec.default_input_shape)
+    spec.check(num_classes, shape)
+    if class_names is None:
+        if num_classes > len(CANONICAL):
+            class_names = [f"class_{i}" for i in range(num_classes)]
+        else:
+            class_names = list(CANONICAL[:num_classes])
+    class_names = [str(c) for c in class_names]
+    if len(class_names) != num_classes or len(set(class_names)) != num_classes:
+        raise ValueError(f"model {name!r}: class_names must be {num_classes} distinct names, got {class_names}")
+    unknown = sorted(set(config) - set(spec.default_config))
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown config keys {unknown}; known: {sorted(spec.default_config)}")
+    cfg = {**dict(spec.default_config), **config}
+    recipes = spec.recipe_table()
+    if recipe != "default" and recipe not in recipes:
+        raise ValueError(f"model {name!r}: no recipe {recipe!r}; known: {sorted(recipes) or ['default']}")
+
+    input_spec = InputSpec(shape[0], shape[1], shape[2], _per_channel(spec.mean, shape[2]),
+                           _per_channel(spec.std, shape[2]), spec.face_alignment)
+    inputs = keras.Input(shape=shape, name="image")
+    x = Standardize(input_spec.mean, input_spec.std, name="standardize")(inputs)
+    built = resolve(spec.builder)(x, num_classes, **cfg)
+    if isinstance(built, keras.Model) and not isinstance(built, keras.KerasTensor):
+        built = built(x)
+    outputs = dict(built) if isinstance(built, dict) else {"logits": built}
+    if "logits" not in outputs:
+        raise ValueError(f"model {name!r}: the builder returned outputs {sorted(outputs)} without 'logits'")
+    if tuple(outputs["logits"].shape[1:]) != (num_classes,):
+        raise ValueError(f"model {name!r}: logits have shape {outputs['logits'].shape}, expected (None, {num_classes})")
+    outputs["probabilities"] = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(
+        outputs["logits"])
+    aux = list(resolve(spec.losses)(num_classes, **cfg)) if spec.losses is not None else []
+    for loss in aux:
+        missing = [k for k in getattr(loss, "requires", ()) if k not in outputs]
+        if missing:
+            raise ValueError(f"model {name!r}: aux loss {loss.name!r} needs outputs {missing}; "
+                             f"the model has {sorted(outputs)}")
+    return FERModel(inputs=inputs, outputs=outputs, model_name=name, num_classes=num_classes,
+                    class_names=class_names, input_spec=input_spec.to_dict(), config=cfg, aux_losses=aux,
+                    recipe=recipe, name=name)
+
+
+def _per_channel(values, channels: int) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1:
+        return values * channels
+    if channels == 1:  # an RGB statistic for a grayscale input: use the luma-weighted value
+        return (0.299 * values[0] + 0.587 * values[1] + 0.114 * values[2],)
+    raise ValueError(f"normalisation {values} does not fit {channels} channels")
+
+
+def get_loss(name: str, **config):
+    """Instantiate a registered loss (a Keras loss or an :class:`ferzoo.losses.AuxiliaryLoss`)."""
+    from .specs import resolve
+
+    return resolve(get_registry().loss(name).factory)(**config)
+
+
+def get_dataset(name: str, data_dir=None, split: str | None = None, **options):
+    """An unbatched ``tf.data.Dataset`` of ``(image, label)`` with a ``class_names`` attribute."""
+    from .specs import resolve
+
+    spec = get_registry().dataset(name)
+    if split is not None and spec.splits and split not in spec.splits:
+        raise ValueError(f"data set {name!r}: unknown split {split!r}; known: {list(spec.splits)} or None (all)")
+    ds = resolve(spec.loader)(data_dir=data_dir, split=split, **options)
+    if getattr(ds, "class_names", None) is None:
+        raise PluginError(f"data set {name!r} (plugin {spec.plugin!r}) returned a data set without class_names")
+    return ds
+
+
+def load(name: str, weights: str | None = None, **kwargs):
+    """Build ``name`` and load weights: a tag (``"fer2013"``, resolved through the weight registry and the
+    local store), a path to a ``.weights.h5`` file (with its ``.json`` card beside it), or ``None``."""
+    from .weights import load as _load
+
+    return _load(name, weights=weights, **kwargs)

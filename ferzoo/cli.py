@@ -1,0 +1,260 @@
+"""``ferzoo`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _kv(items):
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --config expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _read_images(paths):
+    import numpy as np
+    from PIL import Image
+
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert("RGB")))
+        except FileNotFoundError:
+            raise SystemExit(f"error: image {p} does not exist") from None
+        except Exception as exc:  # noqa: BLE001
+            raise SystemExit(f"error: cannot read image {p}: {exc}") from None
+    return images
+
+
+def cmd_plugins(args):
+    import ferzoo
+
+    rows = ferzoo.list_plugins()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        what = ", ".join(f"{k}: {', '.join(r[k])}" for k in ("models", "losses", "datasets", "weights") if r[k])
+        status = f"ERROR {r['error']}" if r["error"] else what or "(registers nothing)"
+        print(f"{r['name']:<16} {r['version'] or '?':<10} {status}")
+    return 1 if args.strict and any(r["error"] for r in rows) else 0
+
+
+def cmd_models(args):
+    import ferzoo
+
+    for name in ferzoo.list_models():
+        spec = ferzoo.model_info(name)
+        shape = "x".join(map(str, spec.default_input_shape))
+        print(f"{name:<16} {shape:<10} plugin {spec.plugin:<14} {spec.description}")
+    return 0
+
+
+def cmd_datasets(args):
+    import ferzoo
+    from ferzoo.registry import get_registry
+
+    for name in ferzoo.list_datasets():
+        spec = get_registry().dataset(name)
+        print(f"{name:<12} splits {','.join(spec.splits) or '-':<16} plugin {spec.plugin:<10} {spec.description}")
+    return 0
+
+
+def cmd_losses(args):
+    import ferzoo
+    from ferzoo.registry import get_registry
+
+    for name in ferzoo.list_losses():
+        spec = get_registry().loss(name)
+        print(f"{name:<20} plugin {spec.plugin:<14} {spec.description}")
+    return 0
+
+
+def cmd_weights(args):
+    import ferzoo
+    from ferzoo.weights import known_tags
+
+    for name in ferzoo.list_models():
+        for tag, where in sorted(known_tags(name).items()):
+            print(f"{name}.{tag:<20} {where}")
+    return 0
+
+
+def cmd_train(args):
+    from ferzoo.train import train
+
+    result = train(args.model, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                   batch_size=args.batch_size, tag=args.tag, output=args.output, recipe=args.recipe,
+                   strategy=args.strategy, seed=args.seed, mixed_precision=args.mixed_precision,
+                   limit=args.limit, verbose=1 if sys.stdout.isatty() else 2, config=_kv(args.config))
+    if result["report"] is not None:
+        print(result["report"])
+    print(f"trained {args.model} on {args.dataset} in {result['seconds']:.1f} s; weights: {result['weights']} "
+          f"(load with ferzoo.load({args.model!r}, weights={result['tag']!r}))")
+    return 0
+
+
+def cmd_evaluate(args):
+    import ferzoo
+    from ferzoo.data import prepare
+
+    model = ferzoo.load(args.model, weights=args.weights)
+    ds = ferzoo.get_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
+    report = model.evaluate(prepare(ds, model.input_shape_hwc, batch_size=args.batch_size), verbose=0)
+    print(json.dumps(report, indent=2) if args.json else report)
+    return 0
+
+
+def cmd_predict(args):
+    import ferzoo
+
+    model = ferzoo.load(args.model, weights=args.weights)
+    for path, top in zip(args.images, model.predict_classes(_read_images(args.images), top_k=args.top_k)):
+        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
+    return 0
+
+
+def cmd_explain(args):
+    import numpy as np
+    from PIL import Image
+
+    import ferzoo
+
+    model = ferzoo.load(args.model, weights=args.weights)
+    images = _read_images(args.images)
+    maps = model.explain(images, method=args.method)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    batch = model.preprocess(images)
+    for path, image, heat in zip(args.images, batch, maps):
+        heat = heat if heat.ndim == 2 else heat.max(axis=0)
+        gray = image.mean(axis=-1) if image.shape[-1] == 3 else image[..., 0]
+        rgb = np.stack([gray] * 3, -1) * 0.5
+        rgb[..., 0] += 127.5 * heat
+        target = out / f"{Path(path).stem}_{args.method or model.spec.default_explainer}.png"
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(target)
+        print(target)
+    return 0
+
+
+def cmd_export(args):
+    try:
+        from ferzoo.export import export
+    except ImportError:
+        print("error: export to SavedModel/TFLite is not available in this version of ferzoo", file=sys.stderr)
+        return 2
+    result = export(args.model, weights=args.weights, format=args.format, quantize=args.quantize,
+                    output=args.output)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_convert(args):
+    import ferzoo
+    from ferzoo.specs import resolve
+
+    spec = ferzoo.model_info(args.model)
+    if spec.converter is None:
+        print(f"error: model {args.model!r} has no weight converter", file=sys.stderr)
+        return 2
+    path = resolve(spec.converter)(args.checkpoint, tag=args.tag, output=args.output, **_kv(args.config))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ferzoo", description="Facial expression recognition model zoo.")
+    p.add_argument("--version", action="version", version=f"ferzoo {__import__('ferzoo').__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("plugins", help="list plugins, their versions, what they register and load errors")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")
+    s.set_defaults(fn=cmd_plugins)
+    sub.add_parser("models", help="list models").set_defaults(fn=cmd_models)
+    sub.add_parser("datasets", help="list data set readers").set_defaults(fn=cmd_datasets)
+    sub.add_parser("losses", help="list losses").set_defaults(fn=cmd_losses)
+    sub.add_parser("weights", help="list weights (registry and local store)").set_defaults(fn=cmd_weights)
+
+    s = sub.add_parser("train", help="train a model with its recipe; the best weights go to the local store")
+    s.add_argument("model")
+    s.add_argument("--dataset", default="synthetic")
+    s.add_argument("--data-dir")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--tag", help="store tag (default: the data set name)")
+    s.add_argument("--output", help="write weights + card here instead of the store")
+    s.add_argument("--recipe", help="recipe name (default: the data set's, else 'default')")
+    s.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
+    s.add_argument("--mixed-precision", action="store_true")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int, help="use only the first N examples of each split (smoke runs)")
+    s.add_argument("--config", nargs="*", metavar="KEY=VALUE", help="model config overrides")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1, confusion matrix")
+    s.add_argument("model")
+    s.add_argument("--weights", required=True, help="tag or .weights.h5 path")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--data-dir")
+    s.add_argument("--split", default="val")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="classify images")
+    s.add_argument("model")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--top-k", type=int, default=3)
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("explain", help="heat maps of what the model looks at (PNG overlays)")
+    s.add_argument("model")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--method")
+    s.add_argument("--output", default="explain")
+    s.set_defaults(fn=cmd_explain)
+
+    s = sub.add_parser("export", help="export to SavedModel or TFLite")
+    s.add_argument("model")
+    s.add_argument("--weights", required=True)
+    s.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel")
+    s.add_argument("--quantize", choices=["none", "float16", "dynamic", "int8"], default="none")
+    s.add_argument("--output", required=True)
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("convert", help="convert published (e.g. PyTorch) weights into ferzoo weights")
+    s.add_argument("model")
+    s.add_argument("checkpoint")
+    s.add_argument("--tag", required=True)
+    s.add_argument("--output")
+    s.add_argument("--config", nargs="*", metavar="KEY=VALUE")
+    s.set_defaults(fn=cmd_convert)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (KeyError, ValueError, FileNotFoundError, NotImplementedError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Explainers: functions ``fn(model, images, class_index, **options) -> (B, H, W)`` (or ``(B, K, H, W)``).
+
+The core offers ``saliency`` (absolute input gradient of the class logit, max over channels) and
+``gradcam++`` (tf-keras-vis, on the last 4-D layer unless ``layer=`` names one) for every model; plugins add
+their papers' own methods through ``ModelSpec.explainers``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .specs import resolve
+
+
+def normalise_maps(maps) -> np.ndarray:
+    """Scale each map to [0, 1] by its own maximum (all-zero maps stay zero)."""
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))
+    maps = np.maximum(maps, 0.0)
+    flat = maps.reshape(maps.shape[0], -1)
+    peak = flat.max(axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+def gradient_saliency(model, images, class_index, **_):
+    x = tf.convert_to_tensor(images, dtype=tf.float32)
+    idx = tf.convert_to_tensor(class_index, dtype=tf.int32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)["logits"]
+        score = tf.gather(logits, idx[:, None], batch_dims=1)
+    grads = tape.gradient(score, x)
+    return normalise_maps(tf.reduce_max(tf.abs(grads), axis=-1).numpy())
+
+
+def gradcam_plus_plus(model, images, class_index, layer: str | None = None, output: str = "logits", **_):
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    if layer is None:
+        layer = last_spatial_layer(model)
+    cam = GradcamPlusPlus(model.output_model(output), clone=False)
+    maps = cam(CategoricalScore([int(i) for i in class_index]), np.asarray(images, np.float32),
+               penultimate_layer=layer, normalize_cam=False)
+    return normalise_maps(maps)
+
+
+def last_spatial_layer(model) -> str:
+    """Name of the last layer with a 4-D (B, H, W, C) output, other than the input and its normalisation."""
+    import keras
+
+    from .model import Standardize
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, (keras.layers.InputLayer, Standardize)):
+            continue
+        shape = getattr(getattr(layer, "output", None), "shape", None)
+        if shape is not None and len(shape) == 4:
+            return layer.name
+    raise ValueError(f"model {model.model_name!r} has no 4-D layer for Grad-CAM++; pass layer=")
+
+
+CORE_EXPLAINERS = {"saliency": gradient_saliency, "gradcam++": gradcam_plus_plus}
+
+
+def list_explainers(model_name: str) -> list[str]:
+    from .registry import get_registry
+
+    spec = get_registry().model(model_name)
+    return sorted(set(CORE_EXPLAINERS) | set(spec.explainers))
+
+
+def get_explainer(model_name: str, method: str):
+    from .registry import get_registry
+
+    spec = get_registry().model(model_name)
+    if method in spec.explainers:
+        return resolve(spec.explainers[method])
+    if method in CORE_EXPLAINERS:
+        return CORE_EXPLAINERS[method]
+    raise ValueError(f"model {model_name!r}: unknown explain method {method!r}; known: {list_explainers(model_name)}")

@@ -1,0 +1,1 @@
+"""dan plugin (under construction)."""

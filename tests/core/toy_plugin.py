@@ -1,0 +1,55 @@
+"""A small in-process plugin used by the core tests: a CNN with a stateful centre loss."""
+
+import keras
+
+from ferzoo import LossSpec, ModelSpec, hookimpl
+from ferzoo.losses import AuxiliaryLoss
+
+
+@keras.saving.register_keras_serializable(package="ferzoo_tests")
+class ToyCentreLoss(AuxiliaryLoss):
+    requires = ("features",)
+
+    def __init__(self, num_classes=7, dim=8, weight=0.5, **kwargs):
+        super().__init__(weight=weight, **kwargs)
+        self.num_classes, self.dim = num_classes, dim
+        self.centres = self.add_weight(shape=(num_classes, dim), initializer="random_normal", name="centres")
+
+    def compute(self, y_true, outputs, sample_weight=None):
+        y = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        c = keras.ops.take(self.centres, y, axis=0)
+        return keras.ops.mean(keras.ops.sum(keras.ops.square(outputs["features"] - c), axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "dim": self.dim}
+
+
+def build_toy(x, num_classes, width=8, dropout=0.0):
+    x = keras.layers.Conv2D(width, 3, activation="relu", name="conv1")(x)
+    x = keras.layers.Conv2D(width, 3, activation="relu", name="conv2")(x)
+    f = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dropout:
+        f = keras.layers.Dropout(dropout)(f)
+    return {"logits": keras.layers.Dense(num_classes, name="fc")(f), "features": f}
+
+
+def toy_losses(num_classes, width=8, dropout=0.0):
+    return [ToyCentreLoss(num_classes, width, name="centre")]
+
+
+class ToyPlugin:
+    __version__ = "9.9"
+
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec(
+            name="toy", builder=build_toy, losses=toy_losses, default_input_shape=(16, 16, 1),
+            channels=(1, 3), min_size=8, default_config={"width": 8, "dropout": 0.0}, mean=(0.5,), std=(0.25,),
+            recipes={"default": {"optimizer": {"class_name": "adam", "config": {"learning_rate": 0.01}},
+                                 "epochs": 2, "batch_size": 16, "loss_weights": {"centre": 0.1}},
+                     "stepped": {"schedule": {"type": "step", "step_epochs": 1, "gamma": 0.5}}},
+            description="toy model for tests"))
+
+    @hookimpl
+    def register_losses(self, register):
+        register(LossSpec(name="toy_centre", factory=ToyCentreLoss))
