@@ -1,0 +1,1 @@
+"""Backbones shared by several plugins (PyTorch-compatible padding and batch-norm settings)."""
