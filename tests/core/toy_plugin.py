@@ -27,7 +27,8 @@ class ToyCentreLoss(AuxiliaryLoss):
 def build_toy(x, num_classes, width=8, dropout=0.0):
     x = keras.layers.Conv2D(width, 3, activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(width, 3, activation="relu", name="conv2")(x)
-    f = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    f = keras.layers.Dense(width, activation="relu", name="embed")(keras.layers.Flatten(name="flat")(x))
     if dropout:
         f = keras.layers.Dropout(dropout)(f)
     return {"logits": keras.layers.Dense(num_classes, name="fc")(f), "features": f}

@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from ferzoo.cli import main
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "ferzoo.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for cmd in ("plugins", "models", "datasets", "train", "evaluate", "explain", "predict", "export", "convert",
+                "weights"):
+        assert cmd in out.stdout
+
+
+def test_plugins_lists_versions(registry, capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "datasets" in out and "0.1.0" in out
+    assert "toy_plugin" in out and "9.9" in out and "models: toy" in out
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"datasets", "toy_plugin"}
+
+
+def test_unknown_model_is_a_clear_error(registry, capsys):
+    assert main(["train", "nosuchmodel"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nosuchmodel'" in err and "toy" in err
+
+
+def test_train_predict_evaluate_explain(registry, capsys, tmp_path):
+    assert main(["train", "toy", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "load with ferzoo.load('toy', weights='synthetic')" in out
+    img = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
+    assert main(["predict", "toy", str(img), "--weights", "synthetic", "--top-k", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(img)) and line.count(",") == 1
+    assert main(["evaluate", "toy", "--weights", "synthetic", "--dataset", "synthetic", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_examples"] == 7 * 24
+    assert main(["explain", "toy", str(img), "--weights", "synthetic", "--output", str(tmp_path / "maps")]) == 0
+    written = capsys.readouterr().out.split()
+    assert len(written) == 1 and Image.open(written[0]).size == (16, 16)
+    import pytest
+
+    with pytest.raises(SystemExit, match="missing.png does not exist"):
+        main(["predict", "toy", str(tmp_path / "missing.png"), "--weights", "synthetic"])
