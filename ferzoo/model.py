@@ -206,8 +206,9 @@ class FERModel(keras.Model):
 
         ``x`` is a ``tf.data.Dataset`` of ``(images, labels)`` (batched or not) or an array with labels ``y``.
         Labels are matched to this model's classes *by name* when the data carries ``class_names`` (or they
-        are passed), so a data set with another class order evaluates correctly. ``keras_evaluate`` gives
-        Keras' loss-and-metrics evaluation.
+        are passed), so a data set with another class order evaluates correctly. A progress bar is shown on a
+        terminal unless ``verbose=0``; ``print(report)`` gives a table. ``keras_evaluate`` gives Keras'
+        loss-and-metrics evaluation.
         """
         if kwargs.get("_use_cached_eval_dataset"):  # fit()'s validation pass: Keras semantics
             return super().evaluate(x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
@@ -221,7 +222,12 @@ class FERModel(keras.Model):
 
             mapping = np.asarray(label_mapping(names, self.class_names))
         y_true, y_pred = [], []
-        for xb, yb in _iterate(x, y, batch_size or 64, steps):
+        batches = _iterate(x, y, batch_size or 64, steps)
+        if verbose not in (0, "silent", False):
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"evaluate {self.model_name}", unit="batch", leave=False, disable=None)
+        for xb, yb in batches:
             xb = self.preprocess(xb) if tuple(xb.shape[1:]) != self.input_shape_hwc else xb
             probs = keras.ops.convert_to_numpy(self.predict_on_batch(xb))
             y_true.append(np.asarray(yb).reshape(-1).astype(np.int64))
@@ -233,10 +239,7 @@ class FERModel(keras.Model):
             if yt.max(initial=0) >= len(mapping) or yt.min(initial=0) < 0:
                 raise ValueError(f"label {int(yt.max())} is out of range for the data's {len(mapping)} classes")
             yt = mapping[yt]
-        report = classification_report(yt, np.concatenate(y_pred), self.class_names)
-        if verbose not in (0, "silent", False):
-            print(report)
-        return report
+        return classification_report(yt, np.concatenate(y_pred), self.class_names)
 
     def keras_evaluate(self, *args, **kwargs):
         """Keras' own ``evaluate`` (compiled loss and metrics)."""
