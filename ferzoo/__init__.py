@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "hookimpl", "ModelSpec", "LossSpec", "DatasetSpec", "InputSpec", "PluginError", "NameClashError",
     "UnknownNameError", "list_models", "list_losses", "list_datasets", "list_plugins", "list_explainers",
-    "build", "load", "get_dataset", "get_loss", "model_info", "register_plugin",
+    "build", "load", "get_dataset", "get_loss", "model_info", "register_plugin", "demo_image",
 ]
 
 
@@ -147,6 +147,20 @@ def get_dataset(name: str, data_dir=None, split: str | None = None, **options):
     if getattr(ds, "class_names", None) is None:
         raise PluginError(f"data set {name!r} (plugin {spec.plugin!r}) returned a data set without class_names")
     return ds
+
+
+def demo_image(path_only: bool = False):
+    """A real, public-domain face photo shipped with ferzoo (RGB uint8 array, or its path)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "assets" / "astronaut_face.png"
+    if path_only:
+        return path
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def load(name: str, weights: str | None = None, **kwargs):

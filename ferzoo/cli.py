@@ -119,8 +119,11 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     import ferzoo
 
+    paths = list(args.images) + ([str(ferzoo.demo_image(path_only=True))] if args.demo else [])
+    if not paths:
+        raise SystemExit("error: give image files, or --demo for the bundled photo")
     model = ferzoo.load(args.model, weights=args.weights)
-    for path, top in zip(args.images, model.predict_classes(_read_images(args.images), top_k=args.top_k)):
+    for path, top in zip(paths, model.predict_classes(_read_images(paths), top_k=args.top_k)):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
     return 0
 
@@ -215,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="classify images")
     s.add_argument("model")
-    s.add_argument("images", nargs="+")
+    s.add_argument("images", nargs="*")
+    s.add_argument("--demo", action="store_true", help="also classify the bundled public-domain face photo")
     s.add_argument("--weights", required=True)
     s.add_argument("--top-k", type=int, default=3)
     s.set_defaults(fn=cmd_predict)

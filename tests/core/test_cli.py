@@ -41,6 +41,8 @@ def test_train_predict_evaluate_explain(registry, capsys, tmp_path):
     assert main(["predict", "toy", str(img), "--weights", "synthetic", "--top-k", "2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(img)) and line.count(",") == 1
+    assert main(["predict", "toy", "--demo", "--weights", "synthetic"]) == 0
+    assert capsys.readouterr().out.startswith(str(__import__("ferzoo").demo_image(path_only=True)))
     assert main(["evaluate", "toy", "--weights", "synthetic", "--dataset", "synthetic", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["num_examples"] == 7 * 24
