@@ -21,6 +21,18 @@ def _kv(items):
     return out
 
 
+def _shape(text):
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in str(text).replace("x", ",").split(","))
+    except ValueError:
+        raise SystemExit(f"error: --input-shape expects H,W,C (e.g. 96,96,3), got {text!r}") from None
+    if len(shape) != 3:
+        raise SystemExit(f"error: --input-shape expects H,W,C (e.g. 96,96,3), got {text!r}")
+    return shape
+
+
 def _read_images(paths):
     import numpy as np
     from PIL import Image
@@ -83,11 +95,25 @@ def cmd_losses(args):
 
 def cmd_weights(args):
     import ferzoo
-    from ferzoo.weights import known_tags
+    from ferzoo import weights as W
 
+    print(f"{'name.tag':<28} {'source':<34} {'available':<12} {'data set':<12} {'split':<10} accuracy")
     for name in ferzoo.list_models():
-        for tag, where in sorted(known_tags(name).items()):
-            print(f"{name}.{tag:<20} {where}")
+        registered = W.entries(name)
+        for tag, where in sorted(W.known_tags(name).items()):
+            if where.startswith("local store"):
+                path = W.store_dir(name, tag) / f"{name}{W.WEIGHTS_SUFFIX}"
+                try:
+                    card, available = W.read_card(path), "local"
+                except (OSError, ValueError) as exc:
+                    card, available = {}, f"bad card ({exc})"
+            else:
+                card = registered[(name, tag)]
+                available = W.availability(name, tag, card)
+            metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+            acc = metrics.get("accuracy")
+            print(f"{name + '.' + tag:<28} {where:<34} {available:<12} {str(card.get('dataset', '-')):<12} "
+                  f"{str(metrics.get('split', '-')):<10} {'-' if acc is None else f'{acc:.3f}'}")
     return 0
 
 
@@ -97,7 +123,8 @@ def cmd_train(args):
     result = train(args.model, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                    batch_size=args.batch_size, tag=args.tag, output=args.output, recipe=args.recipe,
                    strategy=args.strategy, seed=args.seed, mixed_precision=args.mixed_precision,
-                   limit=args.limit, verbose=1 if sys.stdout.isatty() else 2, config=_kv(args.config))
+                   limit=args.limit, verbose=1 if sys.stdout.isatty() else 2, config=_kv(args.config),
+                   input_shape=_shape(args.input_shape))
     if result["report"] is not None:
         print(result["report"])
     print(f"trained {args.model} on {args.dataset} in {result['seconds']:.1f} s; weights: {result['weights']} "
@@ -204,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, help="use only the first N examples of each split (smoke runs)")
     s.add_argument("--config", nargs="*", metavar="KEY=VALUE", help="model config overrides")
+    s.add_argument("--input-shape", metavar="H,W,C", help="override the model's input size, e.g. 96,96,3")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1, confusion matrix")

@@ -45,11 +45,12 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
           recipe: str | None = None, val_split: str = "val", strategy: str = "auto", seed: int = 0,
           mixed_precision: bool = False, limit: int | None = None, verbose: int = 1,
           config: Mapping[str, Any] | None = None, dataset_options: Mapping[str, Any] | None = None,
-          command: str | None = None) -> dict:
+          command: str | None = None, input_shape=None) -> dict:
     """Train ``model_name`` on ``dataset`` with its recipe; keep the weights with the best validation accuracy.
 
     Writes ``<output>/<model>.weights.h5`` + card into the local store (tag defaults to the data set name)
     unless ``output`` names another folder. Returns a summary with the validation report.
+    ``input_shape`` (H, W, C) overrides the model's default input size (e.g. a reduced size for CPU runs).
     """
     import keras
     import tensorflow as tf
@@ -78,6 +79,7 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         recipe_name = "default"
     with strat.scope():
         model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
+                             input_shape=tuple(input_shape) if input_shape else None,
                              recipe=recipe_name, **dict(config or {}))
         model.compile()
     rec = model.recipe()

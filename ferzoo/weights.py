@@ -1,31 +1,64 @@
-"""Weights-only storage: ``NAME.weights.h5`` + ``NAME.json`` (the card), the local store, ``load``.
+"""Weights-only storage: ``NAME.weights.h5`` + ``NAME.json`` (the card), the registry, the local store, ``load``.
 
-The card holds what is needed to rebuild the model (model name, class names in output order, input shape,
-build config) and what the weights are worth (data set, metrics, command). Files are written atomically:
-into a temporary file in the same folder, then renamed, so an interrupted write never leaves a file a
-later call would trust. Resolution of published tags (registry, sha256, downloads, cache) is in this module too.
+The card holds what is needed to rebuild the model (model name, class names in output order, input spec,
+build config) and what the weights are worth (data set, split, metrics, the command that measured them).
+Files are written atomically: into a temporary file in the same folder, then renamed, so an interrupted
+write never leaves a file that a later call would trust.
+
+Where weights come from, for ``ferzoo.load(name, weights=tag)``:
+
+1. the local store ``$FERZOO_HOME/store/<model>/<tag>/<model>.weights.h5`` (what ``ferzoo train`` writes);
+2. a registry entry: ``zoo_registry.json`` (shipped inside the package) or a plugin's ``register_weights``
+   hook. Its ``sources`` are tried in order: a file embedded in an installed package, or a URL whose
+   download lands in ``$FERZOO_HOME/cache/<model>/<tag>/``. Every file is checked against the card's sha256
+   before it is used; ``FERZOO_OFFLINE=1`` forbids downloads.
+
+``$FERZOO_HOME`` defaults to ``~/.cache/ferzoo``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
+import http.client
 import json
 import os
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 CARD_SUFFIX = ".json"
 WEIGHTS_SUFFIX = ".weights.h5"
+REGISTRY_FILE = "zoo_registry.json"
+SCHEMA_FILE = "zoo_registry.schema.json"
 
 
+class WeightsError(ValueError):
+    """Weights that cannot be resolved or loaded; the message names the model, the tag and what failed."""
+
+
+# -- paths and atomic files ----------------------------------------------------------------------------------
 def home() -> Path:
     return Path(os.environ.get("FERZOO_HOME") or Path.home() / ".cache" / "ferzoo")
 
 
 def store_dir(model: str, tag: str) -> Path:
     return home() / "store" / model / tag
+
+
+def cache_dir(model: str, tag: str) -> Path:
+    return home() / "cache" / model / tag
+
+
+def offline() -> bool:
+    return os.environ.get("FERZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def card_path_for(weights_path: str | os.PathLike) -> Path:
@@ -64,6 +97,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+# -- cards ---------------------------------------------------------------------------------------------------
 def save(model, weights_path: str | os.PathLike, **card_fields) -> Path:
     """Write ``model``'s weights and card atomically; returns the weights path."""
     weights_path = Path(weights_path)
@@ -88,67 +122,502 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{card_path}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{card_path}: the card must be a JSON object")
     for key in ("model", "class_names", "input_spec"):
         if key not in card:
             raise ValueError(f"{card_path}: the card has no field {key!r}")
     return card
 
 
-def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping | None = None, verify: bool = True):
-    """Build the model a card describes and load its weights file; errors name the file and the mismatch."""
+# -- the registry (zoo_registry.json + plugins) ---------------------------------------------------------------
+def registry_path() -> Path:
+    """The catalogue shipped inside the package (the repository's top-level ``zoo_registry.json`` links here)."""
+    return Path(__file__).resolve().parent / REGISTRY_FILE
+
+
+def schema_path() -> Path:
+    return Path(__file__).resolve().parent / SCHEMA_FILE
+
+
+@functools.lru_cache(maxsize=None)
+def _schema() -> dict:
+    return json.loads(schema_path().read_text())
+
+
+def _validator(ref: str | None = None):
+    import jsonschema
+
+    schema = _schema()
+    if ref is not None:
+        schema = {**schema, "$ref": f"#/$defs/{ref}"}
+        schema.pop("required", None), schema.pop("properties", None), schema.pop("additionalProperties", None)
+        schema.pop("type", None)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def schema_errors(data: Any, ref: str | None = None) -> list[str]:
+    """Every schema violation of ``data`` (the whole registry, or one ``$defs`` item such as ``"card"``)."""
+    errors = sorted(_validator(ref).iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors]
+
+
+def validate_registry(data: Any, where: str = REGISTRY_FILE) -> dict:
+    errors = schema_errors(data)
+    if not errors and isinstance(data, dict):
+        for model, entry in data["models"].items():
+            for tag, card in entry["weights"].items():
+                if card["model"] != model:
+                    errors.append(f"models/{model}/weights/{tag}/model: the card is for {card['model']!r}")
+                num = card.get("num_classes")
+                if num is not None and num != len(card["class_names"]):
+                    errors.append(f"models/{model}/weights/{tag}: num_classes={num} but "
+                                  f"{len(card['class_names'])} class names")
+    if errors:
+        raise WeightsError(f"{where} does not match {SCHEMA_FILE}:\n  " + "\n  ".join(errors))
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def _zoo_registry_cached(path: str, mtime_ns: int) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from None
+    return validate_registry(data, path)
+
+
+def zoo_registry() -> dict:
+    """The parsed, schema-checked ``zoo_registry.json`` (a copy; edit the file, not this)."""
+    path = registry_path()
+    if not path.exists():
+        return {"format_version": 1, "models": {}}
+    return copy.deepcopy(_zoo_registry_cached(str(path), path.stat().st_mtime_ns))
+
+
+def entries(model: str | None = None) -> dict[tuple[str, str], dict]:
+    """Registered weight entries ``(model, tag) -> card``, from ``zoo_registry.json`` and the plugins' hooks.
+
+    Each card gets an ``origin`` field. A plugin entry that repeats a ``zoo_registry.json`` name is reported
+    under the tag with a ``clash`` field (resolving it is an error naming both)."""
+    from .registry import get_registry
+
+    out: dict[tuple[str, str], dict] = {}
+    for name, entry in zoo_registry()["models"].items():
+        if model is not None and name != model:
+            continue
+        for tag, card in entry["weights"].items():
+            out[(name, tag)] = {**card, "origin": REGISTRY_FILE}
+    reg = get_registry()
+    reg.ensure_loaded()
+    for (name, tag), card in reg.weights.items():
+        if model is not None and name != model:
+            continue
+        plugin = card.get("plugin")
+        if (name, tag) in out:
+            out[(name, tag)]["clash"] = f"plugin {plugin!r} registers it too"
+            continue
+        out[(name, tag)] = {**copy.deepcopy(card), "origin": f"plugin {plugin}"}
+    return out
+
+
+def local_tags(name: str) -> list[str]:
+    store = home() / "store" / name
+    if not store.is_dir():
+        return []
+    return sorted(d.name for d in store.iterdir() if (d / f"{name}{WEIGHTS_SUFFIX}").is_file())
+
+
+def known_tags(name: str) -> dict[str, str]:
+    """tag -> where it comes from ("local store", "zoo_registry.json" or "plugin X"), for model ``name``.
+
+    A local-store tag shadows a registered tag of the same name (``ferzoo train`` results win)."""
+    tags = {tag: card["origin"] for (_, tag), card in entries(name).items()}
+    for tag in local_tags(name):
+        tags[tag] = "local store" + (f" (shadows {tags[tag]})" if tag in tags else "")
+    return tags
+
+
+def availability(name: str, tag: str, card: Mapping) -> str:
+    """Where a registered entry can be had right now: embedded, cached, download or missing."""
+    for src in card.get("sources", []):
+        if "package" in src and _package_file(src) is not None:
+            return "embedded"
+    if (cache_dir(name, tag) / str(card.get("file", ""))).is_file():
+        return "cached"
+    if any("url" in s for s in card.get("sources", [])):
+        return "offline: not cached" if offline() else "download"
+    return "missing"
+
+
+# -- resolution -----------------------------------------------------------------------------------------------
+def _fail(name: str, tag: str, what: str) -> WeightsError:
+    try:
+        known = sorted(known_tags(name))
+    except Exception:  # noqa: BLE001 - listing must never hide the real error
+        known = []
+    return WeightsError(f"model {name!r}, weights {tag!r}: {what}; known tags: {known}")
+
+
+def _package_file(src: Mapping) -> Path | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(src["package"])
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        candidate = Path(base) / src["path"]
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve(name: str, tag: str, *, timeout: float = 30.0) -> tuple[Path, dict]:
+    """The verified local file and card for ``name`` / ``tag`` (downloading it if needed and allowed)."""
+    local = store_dir(name, tag) / f"{name}{WEIGHTS_SUFFIX}"
+    if local.is_file():
+        try:
+            return local, read_card(local)
+        except (OSError, ValueError) as exc:
+            raise _fail(name, tag, f"the local store copy is unusable: {exc}") from None
+    registered = entries(name)
+    if (name, tag) not in registered:
+        raise WeightsError(f"model {name!r} has no weights tagged {tag!r}; known tags: {sorted(known_tags(name))} "
+                           f"(from {REGISTRY_FILE}, the plugins and the local store {home() / 'store' / name})")
+    card = registered[(name, tag)]
+    if "clash" in card:
+        raise _fail(name, tag, f"registered twice: in {REGISTRY_FILE} and by {card['clash'].split(' registers')[0]}")
+    errors = schema_errors({k: v for k, v in card.items() if k not in ("origin", "plugin", "clash")}, "card")
+    if errors:
+        raise _fail(name, tag, f"the card from {card['origin']} is invalid: " + "; ".join(errors))
+    if card["model"] != name:
+        raise _fail(name, tag, f"the card from {card['origin']} describes model {card['model']!r}")
+    problems = []
+    urls = []
+    for src in card["sources"]:
+        if "package" in src:
+            path = _package_file(src)
+            if path is None:
+                problems.append(f"embedded file {src['path']!r} is not in package {src['package']!r}")
+                continue
+            digest = sha256_of(path)
+            if digest != card["sha256"]:
+                problems.append(f"sha256 mismatch for embedded {path}: file has {digest[:16]}..., "
+                                f"the card says {card['sha256'][:16]}...")
+                continue
+            return path, card
+        else:
+            urls.append(src["url"])
+    if urls:
+        return _from_cache_or_download(name, tag, card, urls, problems, timeout)
+    raise _fail(name, tag, "; ".join(problems) or "the entry has no usable source")
+
+
+def _from_cache_or_download(name, tag, card, urls, problems, timeout) -> tuple[Path, dict]:
+    target = cache_dir(name, tag) / card["file"]
+    if target.is_file():
+        digest = sha256_of(target)
+        if digest == card["sha256"]:
+            return target, card
+        # never trust it again: a later call must not find a file that fails its card
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        problems.append(f"the cached copy {target} failed its sha256 check ({digest[:16]}... != "
+                        f"{card['sha256'][:16]}...) and was removed")
+    if offline():
+        problems.append("FERZOO_OFFLINE is set and no verified copy is cached under "
+                        f"{cache_dir(name, tag)}")
+        raise _fail(name, tag, "; ".join(problems))
+    for url in urls:
+        try:
+            download(url, target, sha256=card["sha256"], size=card.get("size"), timeout=timeout)
+        except WeightsError as exc:
+            problems.append(str(exc))
+            continue
+        write_json_atomic(card_path_for(target), {k: v for k, v in card.items() if k != "clash"})
+        return target, card
+    raise _fail(name, tag, "; ".join(problems))
+
+
+def download(url: str, target: str | os.PathLike, *, sha256: str, size: int | None = None, timeout: float = 30.0,
+             retries: int = 2) -> Path:
+    """Download ``url`` to ``target`` atomically; the file appears only if its size and sha256 match.
+
+    A dropped connection or a network error is retried ``retries`` times; wrong bytes are not (the server
+    would send them again). Raises :class:`WeightsError` describing what failed."""
+    import ferzoo
+
+    target = Path(target)
+    last = "no attempt"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(0.2 * attempt)
+        try:
+            with atomic_path(target, suffix=".download") as tmp:
+                got, digest = _fetch(url, tmp, timeout, ferzoo.__version__)
+                if size is not None and got != size:
+                    raise _BadBytes(f"download of {url} gave {got} bytes, the card says {size}")
+                if digest != sha256:
+                    raise _BadBytes(f"sha256 mismatch for the download of {url}: got {digest[:16]}..., "
+                                    f"the card says {sha256[:16]}...")
+            return target
+        except _BadBytes as exc:
+            raise WeightsError(str(exc)) from None
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code} {exc.reason}"
+            if 400 <= exc.code < 500:
+                break
+        except http.client.IncompleteRead as exc:
+            last = f"the connection dropped after {len(exc.partial)} more bytes ({exc.expected} missing)"
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            last = f"{type(reason).__name__}: {reason}"
+    raise WeightsError(f"download of {url} failed after {attempt + 1} attempt(s): {last}")
+
+
+class _BadBytes(Exception):
+    pass
+
+
+def _fetch(url: str, dest: Path, timeout: float, version: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    got = 0
+    req = urllib.request.Request(url, headers={"User-Agent": f"ferzoo/{version}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as fh:
+        expected = resp.headers.get("Content-Length")
+        if sys.stderr.isatty():
+            print(f"ferzoo: downloading {url}", file=sys.stderr)
+        while True:
+            chunk = resp.read(1 << 16)
+            if not chunk:
+                break
+            fh.write(chunk)
+            h.update(chunk)
+            got += len(chunk)
+    if expected is not None and got != int(expected):
+        raise http.client.IncompleteRead(b"", int(expected) - got)
+    return got, h.hexdigest()
+
+
+# -- loading --------------------------------------------------------------------------------------------------
+def _classifier_hint(model, weights_path: Path) -> str:
+    """If the file's classifier has another width than the model's, say so (the usual cause of a failure)."""
+    try:
+        import h5py
+
+        logits_layer = model._outputs_struct["logits"]._keras_history.operation
+        kernel = next(v for v in logits_layer.weights if len(v.shape) == 2)
+        fan_in, classes = (int(d) for d in kernel.shape)
+        shapes = []
+        with h5py.File(weights_path, "r") as fh:
+            fh.visititems(lambda _, o: shapes.append(tuple(o.shape)) if isinstance(o, h5py.Dataset) else None)
+        if (fan_in, classes) in shapes:
+            return ""
+        other = sorted({s[1] for s in shapes if len(s) == 2 and s[0] == fan_in and s[1] != classes})
+        if other:
+            return (f"wrong class count: the file's classifier has {other[0]} outputs, the model was built for "
+                    f"{classes} classes; ")
+    except Exception:  # noqa: BLE001 - only a hint
+        pass
+    return ""
+
+
+def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping | None = None, verify: bool = True,
+              *, tag: str | None = None, **build_kwargs):
+    """Build the model a card describes and load its weights file; errors name the file and the mismatch.
+
+    ``build_kwargs`` may repeat what the card says (``num_classes``, ``input_shape``, ``class_names``) and
+    override build config; a contradiction with the card is an error."""
     import ferzoo
 
     weights_path = Path(weights_path)
-    if not weights_path.exists():
-        raise FileNotFoundError(f"weights file {weights_path} does not exist")
+    label = f"model {name or '?'!r}, weights {tag!r}" if tag else f"weights file {weights_path}"
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{label}: weights file {weights_path} does not exist")
     card = dict(card or read_card(weights_path))
     if name is not None and card["model"] != name:
-        raise ValueError(f"{weights_path}: these weights are for model {card['model']!r}, not {name!r}")
-    if verify and card.get("sha256") and sha256_of(weights_path) != card["sha256"]:
-        raise ValueError(f"{weights_path}: sha256 does not match the card ({card['sha256'][:12]}...); "
-                         "the file is corrupt or was replaced")
+        raise WeightsError(f"{label}: these weights are for model {card['model']!r}, not {name!r}")
+    if verify and card.get("sha256"):
+        digest = sha256_of(weights_path)
+        if digest != card["sha256"]:
+            raise WeightsError(f"{label}: sha256 mismatch: {weights_path} has {digest[:16]}..., the card says "
+                               f"{card['sha256'][:16]}...; the file is corrupt or was replaced")
     spec = card["input_spec"]
-    model = ferzoo.build(card["model"], num_classes=len(card["class_names"]),
-                         input_shape=(spec["height"], spec["width"], spec["channels"]),
-                         class_names=card["class_names"], **card.get("config", {}))
+    names = list(card["class_names"])
+    shape = (int(spec["height"]), int(spec["width"]), int(spec["channels"]))
+    kwargs = dict(build_kwargs)
+    if "num_classes" in kwargs and int(kwargs.pop("num_classes")) != len(names):
+        raise WeightsError(f"{label}: wrong class count: asked for {build_kwargs['num_classes']} classes, "
+                           f"the weights have {len(names)} ({', '.join(names)})")
+    if "input_shape" in kwargs and kwargs.get("input_shape") is not None and \
+            tuple(int(v) for v in kwargs.pop("input_shape")) != shape:
+        raise WeightsError(f"{label}: asked for input shape {tuple(build_kwargs['input_shape'])}, "
+                           f"the weights were trained for {shape}")
+    kwargs.pop("input_shape", None)
+    if "class_names" in kwargs and kwargs.get("class_names") is not None and \
+            list(kwargs.pop("class_names")) != names:
+        raise WeightsError(f"{label}: asked for classes {list(build_kwargs['class_names'])}, "
+                           f"the weights' classes are {names}")
+    kwargs.pop("class_names", None)
+    recipe = kwargs.pop("recipe", "default")
+    config = {**card.get("config", {}), **kwargs}
+    model = ferzoo.build(card["model"], num_classes=len(names), input_shape=shape, class_names=names,
+                         recipe=recipe, **config)
     try:
-        model.load_weights(str(weights_path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(str(weights_path))
+        # Keras only warns for some partial loads (layers keep their fresh weights): treat them as failures
+        partial = [str(w.message) for w in caught if any(
+            s in str(w.message) for s in ("could not be loaded", "freshly-initialized", "Skipping"))]
+        if partial:
+            raise ValueError(partial[0])
     except Exception as exc:  # noqa: BLE001 - h5py / keras raise many types for a bad file
-        raise ValueError(f"{weights_path}: cannot load these weights into {card['model']!r} "
-                         f"({len(card['class_names'])} classes): {type(exc).__name__}: {exc}") from None
+        hint = _classifier_hint(model, weights_path)
+        raise WeightsError(f"{label}: cannot load {weights_path.name} into {card['model']!r} "
+                           f"({len(names)} classes, input {shape}): {hint}{type(exc).__name__}: "
+                           f"{_condense(exc)}") from None
     model.weights_card = card
     return model
 
 
-def known_tags(name: str) -> dict[str, str]:
-    """tag -> where it comes from ("store" or the registering plugin), for model ``name``."""
-    from .registry import get_registry
+def _condense(exc: BaseException) -> str:
+    lines = [l.strip() for l in str(exc).strip().splitlines() if l.strip()]
+    detail = next((l for l in lines[1:] if "shape" in l), None)
+    return " ".join(x for x in (lines[0] if lines else "", detail) if x)[:600]
 
-    reg = get_registry()
-    reg.ensure_loaded()
-    tags = {tag: f"plugin {card.get('plugin')}" for (model, tag), card in reg.weights.items() if model == name}
-    store = home() / "store" / name
-    if store.is_dir():
-        for d in sorted(store.iterdir()):
-            if (d / f"{name}{WEIGHTS_SUFFIX}").exists():
-                tags.setdefault(d.name, "local store")
-    return tags
+
+def _looks_like_path(weights) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    text = str(weights)
+    return text.endswith(WEIGHTS_SUFFIX) or "/" in text or os.sep in text
 
 
 def load(name: str, weights: str | os.PathLike | None = None, **build_kwargs):
+    """``ferzoo.load``: build ``name``; with ``weights`` a tag or a path, load those weights (see module doc)."""
     import ferzoo
 
     ferzoo.model_info(name)  # unknown model -> error listing the known ones
     if weights is None:
         return ferzoo.build(name, **build_kwargs)
-    text = str(weights)
-    if text.endswith(WEIGHTS_SUFFIX) or os.sep in text or Path(text).exists():
-        return load_file(name, text)
-    tag = text
-    local = store_dir(name, tag) / f"{name}{WEIGHTS_SUFFIX}"
-    if local.exists():
-        return load_file(name, local)
-    tags = known_tags(name)
-    if tag not in tags:
-        raise ValueError(f"model {name!r} has no weights tagged {tag!r}; known tags: {sorted(tags) or '(none)'}")
-    raise NotImplementedError(f"model {name!r}, tag {tag!r}: fetching registered weights is not implemented yet")
+    if _looks_like_path(weights):
+        path = Path(weights)
+        if path.is_dir():
+            found = sorted(path.glob(f"*{WEIGHTS_SUFFIX}"))
+            if len(found) != 1:
+                raise FileNotFoundError(f"{path}: expected one {WEIGHTS_SUFFIX} file in the folder, found "
+                                        f"{[p.name for p in found] or 'none'}")
+            path = found[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"model {name!r}: weights file {path} does not exist")
+        return load_file(name, path, **build_kwargs)
+    tag = str(weights)
+    path, card = resolve(name, tag)
+    try:
+        return load_file(name, path, card, tag=tag, **build_kwargs)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc}; known tags: {sorted(known_tags(name))}") from None
+
+
+# -- maintenance of zoo_registry.json -------------------------------------------------------------------------
+def registry_card(weights_path: str | os.PathLike, *, sources: list[dict], license: str, dataset_terms: str,
+                  **extra) -> dict:
+    """A registry entry for a weights file written by :func:`save`: its card plus sources and terms, with
+    sha256 and size taken from the file itself."""
+    weights_path = Path(weights_path)
+    card = read_card(weights_path)
+    card.update(file=weights_path.name, sha256=sha256_of(weights_path), size=weights_path.stat().st_size,
+                sources=sources, license=license, dataset_terms=dataset_terms, **extra)
+    card.setdefault("num_classes", len(card["class_names"]))
+    card.pop("origin", None)
+    return card
+
+
+def recipes_snapshot(model: str) -> dict:
+    """The plugin's recipe table as JSON data (what ``zoo_registry.json`` records for the model)."""
+    import ferzoo
+
+    return json.loads(json.dumps(ferzoo.model_info(model).recipe_table(), default=str))
+
+
+def sync_registry(path: str | os.PathLike | None = None, models: list[str] | None = None) -> dict:
+    """Rewrite the recipes (and plugin/description/paper) of ``zoo_registry.json`` from the loaded plugins,
+    keeping its weight entries; atomic. Returns the new catalogue."""
+    import ferzoo
+
+    path = Path(path) if path else registry_path()
+    data = json.loads(path.read_text()) if path.exists() else {"format_version": 1, "models": {}}
+    for name in models or ferzoo.list_models():
+        spec = ferzoo.model_info(name)
+        entry = data["models"].setdefault(name, {"plugin": spec.plugin, "recipes": {}, "weights": {}})
+        entry.update(plugin=spec.plugin, description=spec.description, paper=spec.paper,
+                     recipes=recipes_snapshot(name))
+        entry.setdefault("weights", {})
+        data["models"][name] = {k: entry[k] for k in ("plugin", "description", "paper", "recipes", "weights")}
+    data["models"] = dict(sorted(data["models"].items()))
+    validate_registry(data, str(path))
+    write_json_atomic(path, data)
+    _zoo_registry_cached.cache_clear()
+    return data
+
+
+def _main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ferzoo.weights", description="maintain zoo_registry.json")
+    p.add_argument("--registry", help="the catalogue to edit (default: the package's zoo_registry.json)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sync", help="refresh the recipes of every (or the named) model from the plugins")
+    s.add_argument("models", nargs="*")
+    s = sub.add_parser("add", help="add or replace a weight entry from a weights file and its card")
+    s.add_argument("weights_path")
+    s.add_argument("--tag", required=True)
+    s.add_argument("--package", help="the file is embedded in this package (path taken relative to it)")
+    s.add_argument("--url", action="append", default=[], help="a URL where the file is really published")
+    s.add_argument("--license", required=True)
+    s.add_argument("--dataset-terms", required=True)
+    s.add_argument("--metrics-command", help="the command that measured the card's metrics")
+    args = p.parse_args(argv)
+    target = Path(args.registry) if args.registry else registry_path()
+    if args.cmd == "sync":
+        sync_registry(target, models=args.models or None)
+        print(f"updated {target}")
+        return 0
+    wp = Path(args.weights_path).resolve()
+    sources = []
+    if args.package:
+        import importlib.util
+
+        spec = importlib.util.find_spec(args.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit(f"error: {args.package!r} is not an importable package")
+        base = Path(next(iter(spec.submodule_search_locations))).resolve()
+        try:
+            sources.append({"package": args.package, "path": wp.relative_to(base).as_posix()})
+        except ValueError:
+            raise SystemExit(f"error: {wp} is not inside package {args.package!r} ({base})") from None
+    sources += [{"url": u} for u in args.url]
+    if not sources:
+        raise SystemExit("error: give --package and/or --url: where the file can be had")
+    card = registry_card(wp, sources=sources, license=args.license, dataset_terms=args.dataset_terms)
+    if args.metrics_command and isinstance(card.get("metrics"), dict):
+        card["metrics"]["command"] = args.metrics_command
+    model = card["model"]
+    data = json.loads(target.read_text()) if target.exists() else {"format_version": 1, "models": {}}
+    if model not in data["models"]:
+        data = sync_registry(target, models=[model])
+    data["models"][model]["weights"][args.tag] = card
+    validate_registry(data, str(target))
+    write_json_atomic(target, data)
+    _zoo_registry_cached.cache_clear()
+    print(f"added {model}.{args.tag} to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

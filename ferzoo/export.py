@@ -1,0 +1,408 @@
+"""Export a zoo model to a TensorFlow SavedModel or a TFLite (LiteRT) flatbuffer, and check it against Keras.
+
+SavedModel signatures (loadable with ``tf.saved_model.load`` alone, no ferzoo needed):
+
+``serving_default``  ``images``: float32 ``(batch, H, W, C)``, raw pixel values 0..255 -> ``probabilities``
+``serving_uint8``    the same for uint8 images
+``metadata``         no inputs -> ``class_names`` (string, in output order), ``input_shape`` (H, W, C) and
+                     ``model`` (string)
+
+``ferzoo_export.json`` beside ``saved_model.pb`` repeats the metadata with the weights card and the parity
+report. TFLite variants (``quantize``): ``none`` (float32), ``float16`` (float16 weights), ``dynamic``
+(int8 weights, float activations) and ``int8`` (full integer: calibrated on a data set's images; uint8
+input taking raw pixels, uint8 output; the interpreter's quantization parameters map them). A ``.json``
+sidecar beside the ``.tflite`` file holds class names, input spec and the parity report.
+
+Every export runs the exported artefact on real-looking images (a data set's images, default: the synthetic
+one) and reports ``max_abs_diff`` (max |p_export - p_keras| over images and classes) and
+``top1_agreement`` against the Keras model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+SIDECAR = "ferzoo_export.json"
+
+
+class ExportError(ValueError):
+    pass
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------
+def sample_images(model, dataset: str = "synthetic", *, data_dir=None, split: str | None = "val", count: int = 64,
+                  seed: int = 0, **options) -> np.ndarray:
+    """``count`` images of a data set converted to the model's input shape, float32 0..255 (uint8-valued)."""
+    import tensorflow as tf
+
+    import ferzoo
+    from .data import convert_image
+
+    if dataset == "synthetic":
+        options = {"num_classes": model.num_classes, "per_class": max(1, -(-count // model.num_classes)),
+                   "seed": seed, **options}
+    ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=split, **options)
+    shape = model.input_shape_hwc
+    ds = ds.take(count).map(lambda x, y: tf.round(tf.clip_by_value(convert_image(x, shape), 0.0, 255.0)))
+    images = np.stack([np.asarray(x) for x in ds.as_numpy_iterator()]) if count else np.zeros((0, *shape))
+    if len(images) == 0:
+        raise ExportError(f"data set {dataset!r} split {split!r} gave no images")
+    return images.astype(np.float32)
+
+
+# -- parity ---------------------------------------------------------------------------------------------------
+def parity(reference: np.ndarray, probs: np.ndarray) -> dict:
+    reference, probs = np.asarray(reference, np.float64), np.asarray(probs, np.float64)
+    if reference.shape != probs.shape:
+        raise ExportError(f"exported model returned shape {probs.shape}, Keras {reference.shape}")
+    return {"n": int(len(reference)), "max_abs_diff": float(np.max(np.abs(reference - probs))),
+            "mean_abs_diff": float(np.mean(np.abs(reference - probs))),
+            "top1_agreement": float(np.mean(reference.argmax(-1) == probs.argmax(-1)))}
+
+
+def keras_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    out = [np.asarray(model.predict_on_batch(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+# -- SavedModel -----------------------------------------------------------------------------------------------
+def _serving_module(model, *, uint8: bool = True, metadata: bool = True):
+    """A ``tf.Module`` holding the probabilities model and the serving functions (signatures by name)."""
+    import tensorflow as tf
+
+    probs_model = model.output_model("probabilities")
+    h, w, c = model.input_shape_hwc
+    module = tf.Module()
+    signatures = {}
+
+    def serve(images):
+        return {"probabilities": probs_model(tf.cast(images, tf.float32), training=False)}
+
+    signatures["serving_default"] = tf.function(
+        serve, input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+    if uint8:
+        signatures["serving_uint8"] = tf.function(
+            serve, input_signature=[tf.TensorSpec([None, h, w, c], tf.uint8, name="images")])
+    if metadata:
+        names, shape, name = list(model.class_names), [h, w, c], model.model_name
+
+        def meta():
+            return {"class_names": tf.constant(names, tf.string), "input_shape": tf.constant(shape, tf.int32),
+                    "model": tf.constant(name, tf.string)}
+
+        signatures["metadata"] = tf.function(meta, input_signature=[])
+    for key, fn in signatures.items():
+        setattr(module, key, fn)
+    # track the TF variables the traced graph captures (not the Keras wrappers): each is saved once and
+    # the TFLite converter can freeze them into constants
+    captured = {}
+    for key, fn in signatures.items():
+        for var in fn.get_concrete_function().variables:
+            captured.setdefault(id(var), var)
+    module.graph_variables = list(captured.values())
+    return module, signatures
+
+
+def write_savedmodel(model, directory: str | os.PathLike, *, uint8: bool = True, metadata: bool = True) -> Path:
+    """Write the SavedModel (float32 and uint8 serving signatures, metadata) into ``directory``."""
+    import tensorflow as tf
+
+    directory = Path(directory)
+    module, signatures = _serving_module(model, uint8=uint8, metadata=metadata)
+    with _quiet():
+        tf.saved_model.save(module, str(directory), signatures=signatures)
+    return directory
+
+
+def run_savedmodel(directory: str | os.PathLike, images: np.ndarray, signature: str = "serving_default",
+                   batch_size: int = 32) -> np.ndarray:
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(directory)).signatures[signature]
+    dtype = fn.structured_input_signature[1]["images"].dtype
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = tf.constant(np.asarray(images[i:i + batch_size]).astype(dtype.as_numpy_dtype))
+        out.append(fn(images=batch)["probabilities"].numpy())
+    return np.concatenate(out)
+
+
+# -- TFLite ---------------------------------------------------------------------------------------------------
+#: TFLite ops kept in float inside an int8 model: ops that turn values into indices (a spatial transformer's
+#: grid sampling, gathers): quantized inputs move whole pixels (Deep-Emotion: top-1 agreement 85% -> 100%)
+SENSITIVE_OPS = {"FLOOR", "GATHER", "GATHER_ND", "CAST"}
+
+
+def convert_tflite(model, quantize: str = "none", representative: np.ndarray | None = None, *,
+                   saved_model: str | os.PathLike | None = None, report: dict | None = None) -> bytes:
+    """The TFLite flatbuffer of ``model`` (probabilities) for a quantization mode.
+
+    ``saved_model``: convert this already written export of ``model`` instead of writing a temporary one.
+
+    ``int8`` is full-integer quantization calibrated on ``representative`` images: uint8 input (raw pixels;
+    one 0..255 ramp image joins the calibration images so the input scale is exactly 1, zero point 0) and
+    uint8 output. Layers with ops that int8 breaks (:data:`SENSITIVE_OPS`: index computations such as a
+    spatial transformer's grid sampler) are kept in float (everything else int8, float32 input
+    and output) and are listed in ``report["float_layers"]`` when a ``report`` dict is passed."""
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; use one of {list(QUANTIZATIONS)}")
+    report = report if report is not None else {}
+    with tempfile.TemporaryDirectory(prefix="ferzoo-tflite-") as tmp:
+        if saved_model is None:
+            write_savedmodel(model, tmp, uint8=False, metadata=False)
+            saved_model = tmp
+
+        def converter():
+            return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
+
+        conv = converter()
+        if quantize == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif quantize == "dynamic":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantize == "int8":
+            if representative is None or len(representative) == 0:
+                raise ExportError("int8 quantization needs representative images (a data set)")
+            rep = np.asarray(representative, np.float32)
+            ramp = np.linspace(0.0, 255.0, int(np.prod(rep.shape[1:])), dtype=np.float32).reshape(rep.shape[1:])
+            rep = np.concatenate([ramp[None], rep])
+
+            def gen():
+                for image in rep:
+                    yield [image[None]]
+
+            if _has_index_ops(model):
+                with _quiet():
+                    float_flat = converter().convert()
+                keep, deny = _index_scopes(float_flat)
+                if keep:
+                    layers = {layer.name for layer in model.layers}
+                    report["float_layers"] = sorted(
+                        {k if k in layers else re.sub(r"_\d+$", "", k) for k in keep})
+                    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                    conv.representative_dataset = gen
+                    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
+                    with _quiet():
+                        debugger = tf.lite.experimental.QuantizationDebugger(
+                            converter=conv, debug_dataset=lambda: ([im[None]] for im in rep[:2]),
+                            debug_options=options)
+                        return debugger.get_nondebug_quantized_model()
+            report["float_layers"] = []
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = gen
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.uint8
+        with _quiet():
+            return conv.convert()
+
+
+def _has_index_ops(model) -> bool:
+    """Whether the Keras graph has ops of :data:`SENSITIVE_OPS` (cheap: one trace at batch 1)."""
+    import tensorflow as tf
+
+    probs_model = model.output_model("probabilities")
+    spec = tf.TensorSpec([1, *model.input_shape_hwc], tf.float32)
+    graph = tf.function(probs_model, autograph=False).get_concrete_function(spec).graph
+    for op in graph.get_operations():
+        if op.type in ("Floor", "GatherV2", "GatherNd", "ResourceGather"):
+            return True
+        if op.type == "Cast" and op.get_attr("DstT").is_integer:
+            return True
+    return False
+
+
+def _index_scopes(flat: bytes) -> tuple[list[str], list[str]]:
+    """(layer scopes holding index ops, every tensor name inside them) of a float TFLite model."""
+    interp = interpreter(model_content=flat)
+    tensors = {d["index"]: d["name"] for d in interp.get_tensor_details()}
+    scopes = set()
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only way to list a flatbuffer's ops
+        if op["op_name"] in SENSITIVE_OPS:
+            for idx in op["outputs"]:
+                parts = tensors.get(int(idx), "").split("/")
+                if len(parts) >= 3:
+                    scopes.add("/".join(parts[:2]) + "/")
+    deny = sorted(name for name in tensors.values() if any(name.startswith(s) for s in scopes))
+    return sorted(s.split("/")[1] for s in scopes), deny
+
+
+def interpreter(model_path: str | os.PathLike | None = None, model_content: bytes | None = None, num_threads=None):
+    """A LiteRT interpreter (``ai_edge_litert`` when installed, else ``tf.lite.Interpreter``)."""
+    kwargs = {"model_path": None if model_path is None else str(model_path), "model_content": model_content,
+              "num_threads": num_threads}
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Interpreter(**kwargs)
+
+
+def run_tflite(interp, images: np.ndarray) -> np.ndarray:
+    """Run a probabilities TFLite model on a float 0..255 batch; quantizes input / dequantizes output as needed."""
+    inp = interp.get_input_details()[0]
+    images = np.asarray(images, np.float32)
+    if tuple(inp["shape"]) != images.shape:
+        interp.resize_tensor_input(inp["index"], list(images.shape))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    dtype = inp["dtype"]
+    if np.issubdtype(dtype, np.integer):
+        scale, zero = inp["quantization"]
+        info = np.iinfo(dtype)
+        data = np.clip(np.round(images / (scale or 1.0) + zero), info.min, info.max).astype(dtype)
+    else:
+        data = images.astype(dtype)
+    interp.set_tensor(inp["index"], data)
+    interp.invoke()
+    out = interp.get_output_details()[0]
+    result = interp.get_tensor(out["index"])
+    if np.issubdtype(result.dtype, np.integer):
+        scale, zero = out["quantization"]
+        result = (result.astype(np.float32) - zero) * scale
+    return np.asarray(result, np.float32)
+
+
+# -- the export entry point -----------------------------------------------------------------------------------
+def export(model, weights: str | os.PathLike | None = None, *, format: str = "savedmodel", quantize: str = "none",
+           output: str | os.PathLike, dataset: str = "synthetic", data_dir=None, calibration_split: str = "train",
+           check_split: str = "val", calibration_size: int = 100, check_size: int = 64,
+           dataset_options: Mapping[str, Any] | None = None, check: bool = True) -> dict:
+    """Export ``model`` (a name, loaded with ``weights``, or a built model) and check parity against Keras.
+
+    ``dataset`` provides the int8 calibration images (``calibration_split``) and the parity check images
+    (``check_split``). Returns what was written, its size and the parity report."""
+    import ferzoo
+
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; use one of {list(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; use one of {list(QUANTIZATIONS)}")
+    if format == "savedmodel" and quantize != "none":
+        raise ExportError(f"quantization {quantize!r} applies to TFLite only; a SavedModel is float32")
+    if isinstance(model, str):
+        model = ferzoo.load(model, weights=weights)
+    elif weights is not None:
+        raise ExportError("pass weights only with a model name; a built model already has its weights")
+    opts = dict(dataset_options or {})
+    card = getattr(model, "weights_card", None)
+    info = {"model": model.model_name, "class_names": list(model.class_names),
+            "input_spec": model.input_spec_info.to_dict(), "format": format, "quantize": quantize,
+            "weights": None if weights is None else str(weights),
+            "weights_sha256": card.get("sha256") if card else None, "ferzoo_version": ferzoo.__version__}
+    check_images = sample_images(model, dataset, data_dir=data_dir, split=check_split, count=check_size,
+                                 seed=1, **opts) if check else None
+    output = Path(output)
+    if format == "savedmodel":
+        with _staging_dir(output) as tmp:
+            write_savedmodel(model, tmp)
+            if check:
+                reference = keras_probabilities(model, check_images)
+                info["parity"] = parity(reference, run_savedmodel(tmp, check_images))
+                info["parity_uint8"] = parity(reference, run_savedmodel(tmp, check_images, "serving_uint8"))
+            _write_json(tmp / SIDECAR, {**info, "card": card})
+        info.update(output=str(output), size_bytes=_tree_size(output))
+        return info
+
+    if output.is_dir():
+        output = output / f"{model.model_name}_{quantize}.tflite"
+    representative = None
+    if quantize == "int8":
+        representative = sample_images(model, dataset, data_dir=data_dir, split=calibration_split,
+                                       count=calibration_size, seed=0, **opts)
+        info["calibration"] = {"dataset": dataset, "split": calibration_split, "n": int(len(representative))}
+    conversion: dict = {}
+    flat = convert_tflite(model, quantize, representative, report=conversion)
+    if "float_layers" in conversion:
+        info["float_layers"] = conversion["float_layers"]
+    if check:
+        reference = keras_probabilities(model, check_images)
+        info["parity"] = parity(reference, run_tflite(interpreter(model_content=flat), check_images))
+        info["parity"]["dataset"] = {"name": dataset, "split": check_split}
+    interp = interpreter(model_content=flat)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    info["tflite_io"] = {"input_dtype": np.dtype(inp["dtype"]).name, "input_quantization": list(inp["quantization"]),
+                         "output_dtype": np.dtype(out["dtype"]).name,
+                         "output_quantization": list(out["quantization"])}
+    from .weights import atomic_path
+
+    sidecar = output.with_suffix(".json") if output.suffix == ".tflite" else output.with_name(output.name + ".json")
+    with atomic_path(output, suffix=".tflite") as tmp:
+        tmp.write_bytes(flat)
+    _write_json(sidecar, {**info, "card": card})
+    info.update(output=str(output), metadata=str(sidecar), size_bytes=len(flat))
+    return info
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet():
+    """Silence TF's converter chatter on stdout/stderr-level Python warnings (C++ logs follow TF_CPP_MIN_LOG_LEVEL)."""
+    import logging
+
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf_logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _staging_dir(final: Path):
+    """A fresh folder next to ``final`` that replaces it on success; an existing folder is replaced only if it
+    is a SavedModel (never a folder of other files), and only once the new one is complete."""
+    if final.exists():
+        if not final.is_dir():
+            raise ExportError(f"{final} exists and is not a folder; a SavedModel is a folder")
+        if any(final.iterdir()) and not (final / "saved_model.pb").exists():
+            raise ExportError(f"{final} is a non-empty folder that is not a SavedModel; refusing to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            os.rmdir(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, data) -> None:
+    from .weights import write_json_atomic
+
+    write_json_atomic(path, json.loads(json.dumps(data, default=str)))
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
