@@ -5,6 +5,10 @@ float32 ``H x W x C`` tensor of pixel values in [0, 255], ``label`` an int32 ind
 ``class_names``. The class names travel with the data set as the ``class_names`` attribute
 (:func:`with_class_names`, :func:`class_names_of`); transformations drop Python attributes, so
 :func:`prepare` re-attaches them.
+
+Modules: :mod:`.source` (example tables, parallel decoding, bad-file handling), :mod:`.augment` (recipe
+augmentation, samplers), :mod:`.folds` (subject-independent k-fold, seeded stratified splits),
+:mod:`.tencrop` (ten-crop evaluation).
 """
 
 from __future__ import annotations

@@ -1,22 +1,69 @@
 """Augmentation recipes from Keras preprocessing layers, and class-rebalancing samplers.
 
-A recipe's ``augmentation`` is a dict of named operations applied in this order to batches of 0..255 images:
-``flip`` (horizontal, bool), ``rotation`` (max degrees), ``zoom`` (max fraction), ``translate`` (max fraction),
-``crop_padding`` (pixels of zero padding before a random crop back to size), ``erasing`` (probability of
-random erasing), ``contrast``/``brightness`` (max factor).
+A recipe's ``augmentation`` is a dict of named operations, applied to batches of 0..255 float images in
+this order (every key is optional; a false / zero value switches the operation off):
+
+=================  ===================================================================================
+``flip``           ``true``: horizontal flip with p = 0.5, per image
+``rotation``       max degrees, U(-d, d), fill nearest (``keras.layers.RandomRotation``)
+``zoom``           max fraction z, U(-z, z), fill nearest (``keras.layers.RandomZoom``)
+``translate``      max fraction of H and W, fill nearest (``keras.layers.RandomTranslation``)
+``shear``          max x-shear angle in **degrees** about the image centre, U(-a, a), fill nearest
+                   (torchvision ``RandomAffine(shear=a)`` semantics; ``keras.layers.RandomShear`` shears
+                   about the top-left corner by a fraction, so it is not used). A mapping
+                   ``{"degrees": a}`` or ``{"radians": r}``, optionally with ``"y"`` (degrees) too.
+``affine``         one torchvision-style ``RandomAffine`` per image: mapping with ``degrees`` (max),
+                   ``translate`` ([fx, fy] fractions), ``scale`` ([lo, hi]), ``shear`` (max x degrees),
+                   ``fill`` ("constant" / "nearest" / "reflect"), ``fill_value`` (raw pixel value, 0),
+                   ``p`` (probability the transform is applied to an image, 1.0)
+``crop_padding``   pixels p of zero padding before a random crop back to size, a fresh crop per image
+                   (torchvision ``RandomCrop(size, padding=p)``; ``keras.layers.RandomCrop`` draws one
+                   offset per batch, so it is not used)
+``random_apply``   ``{"p": p, "ops": {...}}``: the nested operations, applied to each image with
+                   probability p (DAN's "with p 0.2: rotation then padded crop"); a list of such
+                   mappings applies several groups in turn
+``contrast``       max factor (``keras.layers.RandomContrast``)
+``brightness``     max factor (``keras.layers.RandomBrightness``)
+``erasing``        probability of ``keras.layers.RandomErasing`` (Keras' own parameters)
+``random_erasing`` torchvision ``RandomErasing`` semantics: a mapping with ``p`` (0.5), ``scale``
+                   ([0.02, 0.33], fraction of the area), ``ratio`` ([0.3, 3.3], aspect ratio, sampled
+                   log-uniformly), ``value`` (raw pixel value, a per-channel list, or ``"random"``
+                   for uniform noise; 0). Up to 10 tries for a rectangle that fits, else no erasing.
+                   torchvision's ``value=0`` *after* ``Normalize`` is the per-channel mean: pass
+                   ``value = 255 * mean`` (e.g. ``[123.675, 116.28, 103.53]`` for ImageNet). ``true``
+                   means the torchvision defaults.
+=================  ===================================================================================
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-KNOWN = ("flip", "rotation", "zoom", "translate", "crop_padding", "erasing", "contrast", "brightness")
+KNOWN = ("flip", "rotation", "zoom", "translate", "shear", "affine", "crop_padding", "random_apply", "contrast",
+         "brightness", "erasing", "random_erasing")
 
 
 def build_augmentation(spec: Mapping, input_shape: Sequence[int], seed: int | None = None):
+    """A callable ``images (B, H, W, C) float 0..255 -> augmented images`` (or ``None`` for no operation)."""
+    layers = _layers(spec, input_shape, seed)
+    if not layers:
+        return None
+    import keras
+
+    pipeline = keras.Sequential(layers, name="augmentation")
+
+    def apply(images):
+        return tf.clip_by_value(pipeline(images, training=True), 0.0, 255.0)
+
+    apply.pipeline = pipeline
+    return apply
+
+
+def _layers(spec: Mapping, input_shape: Sequence[int], seed: int | None):
     import keras
 
     unknown = sorted(set(spec) - set(KNOWN))
@@ -25,7 +72,7 @@ def build_augmentation(spec: Mapping, input_shape: Sequence[int], seed: int | No
     h, w, _ = (int(v) for v in input_shape)
     layers = []
     if spec.get("flip"):
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        layers.append(RandomHorizontalFlip(seed=seed))
     if spec.get("rotation"):
         layers.append(keras.layers.RandomRotation(float(spec["rotation"]) / 360.0, fill_mode="nearest", seed=seed))
     if spec.get("zoom"):
@@ -34,23 +81,315 @@ def build_augmentation(spec: Mapping, input_shape: Sequence[int], seed: int | No
     if spec.get("translate"):
         t = float(spec["translate"])
         layers.append(keras.layers.RandomTranslation(t, t, fill_mode="nearest", seed=seed))
+    if spec.get("shear"):
+        sx, sy = _shear_degrees(spec["shear"])
+        layers.append(RandomAffineTV(shear=(sx, sy), fill="nearest", seed=seed, name="shear"))
+    if spec.get("affine"):
+        a = dict(spec["affine"])
+        unknown = sorted(set(a) - {"degrees", "translate", "scale", "shear", "fill", "fill_value", "p"})
+        if unknown:
+            raise ValueError(f"unknown affine parameters {unknown}")
+        sh = a.get("shear", 0.0)
+        layers.append(RandomAffineTV(degrees=float(a.get("degrees", 0.0)), translate=a.get("translate", (0.0, 0.0)),
+                                     scale=a.get("scale", (1.0, 1.0)),
+                                     shear=_shear_degrees(sh) if sh else (0.0, 0.0),
+                                     fill=a.get("fill", "constant"), fill_value=float(a.get("fill_value", 0.0)),
+                                     p=float(a.get("p", 1.0)), seed=seed))
     if spec.get("crop_padding"):
-        p = int(spec["crop_padding"])
-        layers += [keras.layers.ZeroPadding2D(p), keras.layers.RandomCrop(h, w, seed=seed)]
+        layers.append(RandomPadCrop(int(spec["crop_padding"]), seed=seed))
+    groups = spec.get("random_apply")
+    if groups:
+        for g in ([groups] if isinstance(groups, Mapping) else list(groups)):
+            if set(g) - {"p", "ops"} or "ops" not in g:
+                raise ValueError(f"random_apply expects {{'p': probability, 'ops': {{...}}}}, got {g!r}")
+            inner = _layers(g["ops"], input_shape, seed)
+            if inner:
+                layers.append(RandomApply(inner, p=float(g.get("p", 0.5)), seed=seed))
     if spec.get("contrast"):
         layers.append(keras.layers.RandomContrast(float(spec["contrast"]), value_range=(0, 255), seed=seed))
     if spec.get("brightness"):
         layers.append(keras.layers.RandomBrightness(float(spec["brightness"]), value_range=(0, 255), seed=seed))
     if spec.get("erasing"):
         layers.append(keras.layers.RandomErasing(factor=float(spec["erasing"]), value_range=(0, 255), seed=seed))
-    if not layers:
-        return None
-    pipeline = keras.Sequential(layers, name="augmentation")
+    if spec.get("random_erasing"):
+        e = spec["random_erasing"]
+        e = {} if e is True else dict(e)
+        unknown = sorted(set(e) - {"p", "scale", "ratio", "value"})
+        if unknown:
+            raise ValueError(f"unknown random_erasing parameters {unknown}")
+        layers.append(RandomErasingTV(p=float(e.get("p", 0.5)), scale=tuple(e.get("scale", (0.02, 0.33))),
+                                      ratio=tuple(e.get("ratio", (0.3, 3.3))), value=e.get("value", 0.0), seed=seed))
+    return layers
 
-    def apply(images):
-        return tf.clip_by_value(pipeline(images, training=True), 0.0, 255.0)
 
-    return apply
+def _shear_degrees(value) -> tuple[float, float]:
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"degrees", "radians", "y"})
+        if unknown or ("degrees" in value) == ("radians" in value):
+            raise ValueError(f"shear expects a number (degrees), {{'degrees': a}} or {{'radians': r}}, got {value!r}")
+        x = float(value["degrees"]) if "degrees" in value else math.degrees(float(value["radians"]))
+        return x, float(value.get("y", 0.0))
+    if isinstance(value, (list, tuple)):
+        return float(value[0]), float(value[1])
+    return float(value), 0.0
+
+
+def _define_layers():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomAffineTV(keras.layers.Layer):
+        """torchvision ``RandomAffine``: rotation, translation, scale and x/y shear about the image centre,
+        one transform per image, applied with probability ``p``. Angles in degrees."""
+
+        def __init__(self, degrees=0.0, translate=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), fill="constant",
+                     fill_value=0.0, p=1.0, interpolation="bilinear", seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.degrees = float(degrees)
+            translate = (float(translate), float(translate)) if np.isscalar(translate) else tuple(translate)
+            self.translate = tuple(float(v) for v in translate)
+            self.scale = tuple(float(v) for v in scale)
+            self.shear = (float(shear), 0.0) if np.isscalar(shear) else tuple(float(v) for v in shear)
+            self.fill, self.fill_value, self.p = fill, float(fill_value), float(p)
+            self.interpolation = interpolation
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            images = tf.convert_to_tensor(images)
+            dtype = images.dtype if images.dtype.is_floating else tf.float32
+            x = tf.cast(images, dtype)
+            if self.p >= 1.0:
+                return self._warp(x)
+            # transform only the images drawn (probability p), leave the others untouched
+            pick = keras.random.uniform((tf.shape(x)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+            return _apply_to_subset(x, pick, self._warp)
+
+        def _warp(self, x):
+            dtype = x.dtype
+            b = tf.shape(x)[0]
+            hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+
+            def u(lo, hi):
+                return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+
+            rad = math.pi / 180.0
+            theta = u(-self.degrees, self.degrees) * rad
+            tx = tf.round(u(-self.translate[0], self.translate[0]) * wf)
+            ty = tf.round(u(-self.translate[1], self.translate[1]) * hf)
+            s = u(self.scale[0], self.scale[1])
+            shx = u(-self.shear[0], self.shear[0]) * rad
+            shy = u(-self.shear[1], self.shear[1]) * rad
+            cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+            zeros, ones = tf.zeros_like(s), tf.ones_like(s)
+
+            def mat(a, b_, c, d, e, f):
+                return tf.stack([tf.stack([a, b_, c], -1), tf.stack([d, e, f], -1),
+                                 tf.stack([zeros, zeros, ones], -1)], -2)
+
+            cos, sin = tf.cos(theta), tf.sin(theta)
+            # forward map (input -> output): T(c + t) R S Sh T(-c)
+            fwd = (mat(ones, zeros, cx + tx, zeros, ones, cy + ty)
+                   @ mat(cos * s, -sin * s, zeros, sin * s, cos * s, zeros)
+                   @ mat(ones, tf.tan(shx), zeros, tf.tan(shy), ones, zeros)
+                   @ mat(ones, zeros, -cx * ones, zeros, ones, -cy * ones))
+            inv = tf.linalg.inv(fwd)
+            transform = tf.reshape(inv, (-1, 9))[:, :8] / inv[:, 2:3, 2]
+            out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation=self.interpolation,
+                                                   fill_mode=self.fill, fill_value=self.fill_value)
+            return tf.cast(out, dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "degrees": self.degrees, "translate": self.translate,
+                    "scale": self.scale, "shear": self.shear, "fill": self.fill, "fill_value": self.fill_value,
+                    "p": self.p, "interpolation": self.interpolation, "seed": self.seed}
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomErasingTV(keras.layers.Layer):
+        """torchvision ``RandomErasing(p, scale, ratio, value)`` on a batch, each image independently."""
+
+        def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, attempts=10, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
+                raise ValueError(f"random_erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
+                                 f"got scale={scale}, ratio={ratio}")
+            if not 0 <= p <= 1:
+                raise ValueError(f"random_erasing: p must be in [0, 1], got {p}")
+            self.p, self.scale, self.ratio = float(p), tuple(map(float, scale)), tuple(map(float, ratio))
+            self.value = value if isinstance(value, str) else (
+                [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value))
+            if isinstance(self.value, str) and self.value != "random":
+                raise ValueError(f"random_erasing: value must be a number, a list or 'random', got {value!r}")
+            self.attempts, self.seed = int(attempts), seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training or self.p == 0:
+                return images
+            x = tf.convert_to_tensor(images)
+            dtype = x.dtype
+            b = tf.shape(x)[0]
+            h, w = tf.shape(x)[1], tf.shape(x)[2]
+            hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+            k = self.attempts
+
+            def u(shape, lo=0.0, hi=1.0):
+                return keras.random.uniform(shape, lo, hi, seed=self.seed_generator)
+
+            target = u((b, k), self.scale[0], self.scale[1]) * hf * wf
+            aspect = tf.exp(u((b, k), math.log(self.ratio[0]), math.log(self.ratio[1])))
+            eh = tf.round(tf.sqrt(target * aspect))
+            ew = tf.round(tf.sqrt(target / aspect))
+            valid = (eh < hf) & (ew < wf)
+            first = tf.argmax(tf.cast(valid, tf.int32), axis=1, output_type=tf.int32)
+            eh = tf.gather(eh, first, batch_dims=1)
+            ew = tf.gather(ew, first, batch_dims=1)
+            apply = tf.reduce_any(valid, axis=1) & (u((b,)) < self.p)
+            top = tf.floor(u((b,)) * (hf - eh + 1.0))
+            left = tf.floor(u((b,)) * (wf - ew + 1.0))
+            rows = tf.cast(tf.range(h), tf.float32)[None, :]
+            cols = tf.cast(tf.range(w), tf.float32)[None, :]
+            in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+            in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+            mask = in_r[:, :, None] & in_c[:, None, :] & apply[:, None, None]
+            if self.value == "random":
+                fill = tf.cast(u(tf.shape(x), 0.0, 255.0), dtype)
+            else:
+                fill = tf.cast(tf.broadcast_to(tf.constant(self.value, tf.float32), [tf.shape(x)[-1]]), dtype)
+            return tf.where(mask[..., None], fill, x)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "p": self.p, "scale": self.scale, "ratio": self.ratio,
+                    "value": self.value, "attempts": self.attempts, "seed": self.seed}
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomHorizontalFlip(keras.layers.Layer):
+        """Mirror each image left-right with probability 0.5 (one select; cheaper than RandomFlip)."""
+
+        def __init__(self, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            x = tf.convert_to_tensor(images)
+            flip = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), 0.0, 1.0, seed=self.seed_generator) < 0.5
+            return tf.where(flip, tf.reverse(x, axis=[2]), x)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "seed": self.seed}
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomPadCrop(keras.layers.Layer):
+        """Zero-pad by ``padding`` and crop back to size at a random offset, independently per image
+        (= a random integer shift in [-padding, padding] with zero fill)."""
+
+        def __init__(self, padding, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.padding, self.seed = int(padding), seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training or self.padding == 0:
+                return images
+            x = tf.convert_to_tensor(images)
+            dtype = x.dtype if x.dtype.is_floating else tf.float32
+            b = tf.shape(x)[0]
+            p = float(self.padding)
+            shift = tf.floor(keras.random.uniform((b, 2), -p, p + 1.0, seed=self.seed_generator))
+            zeros, ones = tf.zeros((b,)), tf.ones((b,))
+            # output (x, y) reads input (x + dx, y + dy)
+            transform = tf.stack([ones, zeros, shift[:, 0], zeros, ones, shift[:, 1], zeros, zeros], axis=1)
+            out = keras.ops.image.affine_transform(tf.cast(x, dtype), tf.cast(transform, dtype),
+                                                   interpolation="nearest", fill_mode="constant", fill_value=0)
+            return tf.cast(out, dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+
+    class RandomApply(keras.layers.Layer):
+        """Apply a list of layers to each image of a batch with probability ``p`` (else leave it)."""
+
+        def __init__(self, layers, p=0.5, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = list(layers)
+            self.p = float(p)
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            images = tf.convert_to_tensor(images)
+
+            def run(x):
+                for layer in self.inner:
+                    x = layer(x, training=True)
+                return x
+
+            pick = keras.random.uniform((tf.shape(images)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+            return _apply_to_subset(images, pick, run)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return RandomAffineTV, RandomErasingTV, RandomApply, RandomPadCrop, RandomHorizontalFlip
+
+
+def _apply_to_subset(x, pick, fn):
+    """``fn`` applied only to the images where ``pick`` is true (the work scales with the number drawn)."""
+    idx = tf.where(pick)
+
+    def some():
+        out = tf.cast(fn(tf.gather_nd(x, idx)), x.dtype)
+        return tf.tensor_scatter_nd_update(x, idx, out)
+
+    return tf.cond(tf.size(idx) > 0, some, lambda: tf.identity(x))
+
+
+_CLASSES = None
+
+
+def _classes():
+    global _CLASSES
+    if _CLASSES is None:
+        _CLASSES = _define_layers()
+    return _CLASSES
+
+
+def RandomAffineTV(*args, **kwargs):  # noqa: N802 - a layer factory
+    return _classes()[0](*args, **kwargs)
+
+
+def RandomErasingTV(*args, **kwargs):  # noqa: N802
+    return _classes()[1](*args, **kwargs)
+
+
+def RandomApply(*args, **kwargs):  # noqa: N802
+    return _classes()[2](*args, **kwargs)
+
+
+def RandomPadCrop(*args, **kwargs):  # noqa: N802
+    return _classes()[3](*args, **kwargs)
+
+
+def RandomHorizontalFlip(*args, **kwargs):  # noqa: N802
+    return _classes()[4](*args, **kwargs)
 
 
 def apply_sampler(ds: tf.data.Dataset, sampler, seed: int = 0) -> tf.data.Dataset:
@@ -59,10 +398,18 @@ def apply_sampler(ds: tf.data.Dataset, sampler, seed: int = 0) -> tf.data.Datase
     ``{"oversample": r}``: keep every example once and add randomly drawn repeats (with replacement) of each
     class c until N_c >= r * N_max. ``"balanced"``: per epoch, N draws where every class is equally likely
     (the expectation of sampling with weight 1 / count(label)), as DAN's ImbalancedDatasetSampler.
+
+    A data set straight from a ferzoo reader carries its labels and decoding ``source``: the draws are then
+    made on example indices and only the drawn images are decoded (a fresh draw every epoch). Any other data
+    set is scanned once for its labels and resampled by filtering.
     """
     from . import class_names_of, with_class_names
 
     names = class_names_of(ds)
+    source = getattr(ds, "source", None)
+    if source is not None and getattr(source, "labels", None) is not None:
+        out = source.dataset(indices=_sample_indices(np.asarray(source.labels), sampler, seed))
+        return with_class_names(out, names) if names else out
     counts = np.bincount(np.fromiter(ds.map(lambda x, y: y).as_numpy_iterator(), dtype=np.int64),
                          minlength=len(names) if names else 0)
     total = int(counts.sum())
@@ -87,3 +434,45 @@ def apply_sampler(ds: tf.data.Dataset, sampler, seed: int = 0) -> tf.data.Datase
     else:
         raise ValueError(f"unknown sampler {sampler!r}; use {{'oversample': ratio}} or 'balanced'")
     return with_class_names(out, names) if names else out
+
+
+_MASK63 = tf.constant(0x7FFFFFFFFFFFFFFF, tf.int64)
+
+
+def _random_stream(seed: int) -> tf.data.Dataset:
+    """Non-negative int64s, a different stream every epoch (iteration), reproducible by ``seed``."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
+        lambda r: tf.bitwise.bitwise_and(r, _MASK63))
+
+
+def _sample_indices(labels: np.ndarray, sampler, seed: int) -> tf.data.Dataset:
+    """A stream of example indices (int64) realising ``sampler`` on ``labels`` (one epoch per iteration)."""
+    labels = labels.astype(np.int64)
+    total = len(labels)
+    if total == 0:
+        raise ValueError("cannot resample an empty data set")
+    counts = np.bincount(labels)
+    by_class = [np.flatnonzero(labels == c) for c in range(len(counts))]
+    if isinstance(sampler, Mapping) and "oversample" in sampler:
+        target = int(np.ceil(float(sampler["oversample"]) * counts.max()))
+        out = tf.data.Dataset.range(total)
+        for c, n in enumerate(counts):
+            if 0 < n < target:
+                members = tf.constant(by_class[c], tf.int64)
+                extra = _random_stream(seed + 7919 * (c + 1)).take(target - int(n)).map(
+                    lambda r, m=members, k=int(n): tf.gather(m, r % k))
+                out = out.concatenate(extra)
+        return out
+    if sampler == "balanced":
+        present = [c for c in range(len(counts)) if counts[c] > 0]
+        flat = tf.constant(np.concatenate([by_class[c] for c in present]), tf.int64)
+        start = tf.constant(np.cumsum([0] + [int(counts[c]) for c in present])[:-1], tf.int64)
+        size = tf.constant([int(counts[c]) for c in present], tf.int64)
+        k = len(present)
+
+        def draw(r):
+            c = r % k
+            return tf.gather(flat, tf.gather(start, c) + (r // k) % tf.gather(size, c))
+
+        return _random_stream(seed).take(total).map(draw)
+    raise ValueError(f"unknown sampler {sampler!r}; use {{'oversample': ratio}} or 'balanced'")
