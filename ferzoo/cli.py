@@ -124,7 +124,8 @@ def cmd_train(args):
                    batch_size=args.batch_size, tag=args.tag, output=args.output, recipe=args.recipe,
                    strategy=args.strategy, seed=args.seed, mixed_precision=args.mixed_precision,
                    limit=args.limit, verbose=1 if sys.stdout.isatty() else 2, config=_kv(args.config),
-                   input_shape=_shape(args.input_shape))
+                   input_shape=_shape(args.input_shape), val_split=args.val_split,
+                   dataset_options=_kv(args.dataset_option))
     if result["report"] is not None:
         print(result["report"])
     print(f"trained {args.model} on {args.dataset} in {result['seconds']:.1f} s; weights: {result['weights']} "
@@ -230,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mixed-precision", action="store_true")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, help="use only the first N examples of each split (smoke runs)")
+    s.add_argument("--val-split", default="val",
+                   help="split that selects the best epoch (default val; e.g. test for RAF-DB; none: no validation)")
+    s.add_argument("--dataset-option", nargs="*", metavar="KEY=VALUE",
+                   help="options for the data set reader, e.g. val_folds=1 fold=0 for the lab data sets")
     s.add_argument("--config", nargs="*", metavar="KEY=VALUE", help="model config overrides")
     s.add_argument("--input-shape", metavar="H,W,C", help="override the model's input size, e.g. 96,96,3")
     s.set_defaults(fn=cmd_train)

@@ -64,8 +64,13 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
     opts = dict(dataset_options or {})
     ds_spec = ferzoo.get_registry().dataset(dataset)
     train_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts)
-    has_val = val_split in (ds_spec.splits or ())
-    val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts) if has_val else None
+    if val_split in (None, "none"):
+        val_split, val_ds = None, None
+    elif val_split not in (ds_spec.splits or ()):
+        raise ValueError(f"data set {dataset!r} has no split {val_split!r} to select the best epoch on; its splits: "
+                         f"{list(ds_spec.splits)}; pass val_split='none' to train without validation")
+    else:
+        val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts)
     class_names = class_names_of(train_ds)
     if limit:
         train_ds = ferzoo.data.with_class_names(train_ds.take(limit), class_names)
@@ -111,7 +116,7 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
     out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
     weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    monitor = rec.get("monitor") or "val_accuracy" if val_pipe is not None else "accuracy"
+    monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
     best = _BestCheckpoint(weights_path, monitor, card={"dataset": dataset, "recipe": rec, "command": command})
     history_path = out_dir / "history.json"
     start = time.time()

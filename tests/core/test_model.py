@@ -218,3 +218,14 @@ def test_train_driver_writes_store_and_load_by_tag(registry, tmp_path):
     assert np.allclose(loaded.predict(x, verbose=0), result["model"].predict(x, verbose=0), atol=1e-6)
     with pytest.raises(ValueError, match=r"model 'toy' has no weights tagged 'rafdb'; known tags: \['synthetic'\]"):
         ferzoo.load("toy", weights="rafdb")
+
+
+def test_train_without_validation_and_missing_split(registry, tmp_path):
+    from ferzoo.train import train
+
+    result = train("toy", dataset="synthetic", epochs=1, batch_size=32, verbose=0, val_split="none",
+                   output=str(tmp_path / "run"), dataset_options={"size": 16, "per_class": 4})
+    assert result["report"] is None and "metrics" not in result["card"]
+    assert (tmp_path / "run" / "toy.weights.h5").exists()
+    with pytest.raises(ValueError, match=r"has no split 'dev'.*\['train', 'val', 'test'\].*val_split='none'"):
+        train("toy", dataset="synthetic", epochs=1, val_split="dev", verbose=0)
