@@ -39,11 +39,17 @@ SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
 def merge(base: Mapping, override: Mapping) -> dict:
     out = copy.deepcopy(dict(base))
     for key, value in (override or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not _replaces(out[key], value):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _replaces(base: Mapping, override: Mapping) -> bool:
+    """An override naming another optimizer (``class_name``) or schedule (``type``) replaces the base
+    mapping instead of merging into it (an Adam override must not inherit SGD's ``momentum``)."""
+    return any(k in base and k in override and base[k] != override[k] for k in ("class_name", "type"))
 
 
 def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, model: str = "?") -> dict:
