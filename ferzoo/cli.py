@@ -128,8 +128,9 @@ def cmd_train(args):
                    dataset_options=_kv(args.dataset_option))
     if result["report"] is not None:
         print(result["report"])
+    handle = result["weights"] if args.output else result["tag"]
     print(f"trained {args.model} on {args.dataset} in {result['seconds']:.1f} s; weights: {result['weights']} "
-          f"(load with ferzoo.load({args.model!r}, weights={result['tag']!r}))")
+          f"(load with ferzoo.load({args.model!r}, weights={handle!r}))")
     return 0
 
 
