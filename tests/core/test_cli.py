@@ -53,3 +53,16 @@ def test_train_predict_evaluate_explain(registry, capsys, tmp_path):
 
     with pytest.raises(SystemExit, match="missing.png does not exist"):
         main(["predict", "toy", str(tmp_path / "missing.png"), "--weights", "synthetic"])
+
+
+def test_readme_main_command_offline(tmp_path):
+    """The README's main job: the bundled photo, the embedded weights, no network."""
+    import os
+
+    env = {**os.environ, "FERZOO_OFFLINE": "1", "FERZOO_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-m", "ferzoo.cli", "predict", "deep_emotion", "--weights", "fer2013",
+                          "--demo"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert "astronaut_face.png: happy" in line
+    assert not (tmp_path / "home" / "cache").exists()  # embedded weights are used in place, nothing fetched
