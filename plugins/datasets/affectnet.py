@@ -62,6 +62,17 @@ def load(data_dir=None, split: str | None = None, *, classes: int = 8, crop_face
     return ds
 
 
+def _keep(expr: int, where: str, names: list[str], excluded: dict[str, int]) -> bool:
+    """Check an expression id (0..10); count and leave out the ids that are not among ``names``."""
+    if not 0 <= expr <= 10:
+        raise DataError(f"{where}: expression {expr} is out of range 0..10")
+    if expr in NON_EXPRESSION or expr >= len(names):
+        key = NON_EXPRESSION.get(expr, "contempt")
+        excluded[key] = excluded.get(key, 0) + 1
+        return False
+    return True
+
+
 def _classes(classes: int) -> list[str]:
     return CLASSES8 if classes == 8 else CLASSES8[:7]
 
@@ -112,11 +123,7 @@ def _read_csv(root, split, classes, crop_face, margin, images_dir) -> ExampleTab
                 expr = int(float(row[6]))
             except ValueError:
                 raise DataError(f"{path}:{lineno}: expression {row[6]!r} is not an integer") from None
-            if not 0 <= expr <= 10:
-                raise DataError(f"{path}:{lineno}: expression {expr} is out of range 0..10")
-            if expr in NON_EXPRESSION or expr >= len(names):
-                key = NON_EXPRESSION.get(expr, "contempt")
-                excluded[key] = excluded.get(key, 0) + 1
+            if not _keep(expr, f"{path}:{lineno}", names, excluded):
                 continue
             rel = row[0].strip().replace("\\", "/")
             sub, _, base = rel.rpartition("/")
@@ -172,11 +179,7 @@ def _read_4g(root, split, classes) -> ExampleTable:
             expr = int(float(np.asarray(value).reshape(-1)[0]))
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"{path}: cannot read the expression label: {exc}") from exc
-        if not 0 <= expr <= 10:
-            raise DataError(f"{path}: expression {expr} is out of range 0..10")
-        if expr in NON_EXPRESSION or expr >= len(names):
-            k = NON_EXPRESSION.get(expr, "contempt")
-            excluded[k] = excluded.get(k, 0) + 1
+        if not _keep(expr, path, names, excluded):
             continue
         if stem not in images:
             raise DataError(f"{path}: no image {stem}.jpg in {img_dir}")

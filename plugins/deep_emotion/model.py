@@ -19,23 +19,6 @@ from .layers import AffineGridSampler, localisation_net
 STN_MODES = ("features", "input", "none")
 DROPOUT_TYPES = ("elementwise", "spatial")
 
-DEFAULT_CONFIG = {
-    "stn_on": "features",        # A1: Fig. 3; "input" warps the image (text / omarsayed7); "none" = plain CNN
-    "dropout": 0.5,              # A4: rate of the dropout after conv4
-    "dropout_type": "elementwise",  # A4: "spatial" drops whole channels (mkmohangb's Dropout2d)
-    "fc_dropout": 0.0,           # A4: extra dropout between fc1 and fc2 (mkmohangb uses 0.5)
-    "batch_norm": False,         # A6: BatchNorm after conv4 (omarsayed7)
-    "fc1_activation": "relu",    # A5: ReLU between fc1 and fc2 (not drawn in Fig. 3)
-    "fc_l2": 0.001,              # Eq. 1 lambda on the fc1 and fc2 kernels (A7)
-    "filters": 10,               # conv filters of the feature branch
-    "hidden": 50,                # fc1 width
-    "init_std": 0.05,            # N(0, 0.05^2) kernels (A10)
-    "kernel_initializer": None,  # None = N(0, init_std^2) as the paper; a Keras name (e.g. "he_normal") instead
-    "loc_filters": [8, 10],      # localisation conv filters (Fig. 3)
-    "loc_kernels": [3, 3],       # A2: Fig. 3 draws 3x3; omarsayed7 uses [7, 5]
-    "loc_hidden": 32,            # localisation FC width
-    "identity_init": True,       # A10: identity theta at initialisation
-}
 
 
 def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropout_type="elementwise",

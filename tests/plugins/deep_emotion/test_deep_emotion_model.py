@@ -83,12 +83,12 @@ def test_bad_config_is_named():
 
 
 def test_registered_defaults_match_the_builder():
+    import inspect
+
     from ferzoo_plugins.deep_emotion import DEFAULT_CONFIG
-    from ferzoo_plugins.deep_emotion.model import DEFAULT_CONFIG as BUILDER_DEFAULTS
     from ferzoo_plugins.deep_emotion.model import build_deep_emotion
 
-    assert DEFAULT_CONFIG == BUILDER_DEFAULTS
-    import inspect
+    assert ferzoo.model_info("deep_emotion").default_config == DEFAULT_CONFIG
 
     sig = inspect.signature(build_deep_emotion).parameters
     for key, value in DEFAULT_CONFIG.items():
