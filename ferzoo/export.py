@@ -186,10 +186,11 @@ def convert_tflite(model, quantize: str = "none", representative: np.ndarray | N
                 for image in rep:
                     yield [image[None]]
 
-            if _has_index_ops(model):
+            float_prefixes = tuple(getattr(_spec_of(model), "int8_float_layers", ()) or ())
+            if float_prefixes or _has_index_ops(model):
                 with _quiet():
                     float_flat = converter().convert()
-                keep, deny = _index_scopes(float_flat)
+                keep, deny = _index_scopes(float_flat, float_prefixes)
                 if keep:
                     layers = {layer.name for layer in model.layers}
                     report["float_layers"] = sorted(
@@ -227,17 +228,24 @@ def _has_index_ops(model) -> bool:
     return False
 
 
-def _index_scopes(flat: bytes) -> tuple[list[str], list[str]]:
-    """(layer scopes holding index ops, every tensor name inside them) of a float TFLite model."""
+def _spec_of(model):
+    try:
+        return model.spec
+    except Exception:  # noqa: BLE001 - a model whose plugin is not loaded: no per-model export hints
+        return None
+
+
+def _index_scopes(flat: bytes, float_prefixes: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(layer scopes kept in float, every tensor name inside them) of a float TFLite model: layers holding
+    index ops, and layers whose names start with one of ``float_prefixes`` (``ModelSpec.int8_float_layers``)."""
     interp = interpreter(model_content=flat)
     tensors = {d["index"]: d["name"] for d in interp.get_tensor_details()}
     scopes = set()
     for op in interp._get_ops_details():  # noqa: SLF001 - the only way to list a flatbuffer's ops
-        if op["op_name"] in SENSITIVE_OPS:
-            for idx in op["outputs"]:
-                parts = tensors.get(int(idx), "").split("/")
-                if len(parts) >= 3:
-                    scopes.add("/".join(parts[:2]) + "/")
+        for idx in op["outputs"]:
+            parts = tensors.get(int(idx), "").split("/")
+            if len(parts) >= 3 and (op["op_name"] in SENSITIVE_OPS or parts[1].startswith(float_prefixes)):
+                scopes.add("/".join(parts[:2]) + "/")
     deny = sorted(name for name in tensors.values() if any(name.startswith(s) for s in scopes))
     return sorted(s.split("/")[1] for s in scopes), deny
 

@@ -85,6 +85,9 @@ class ModelSpec:
     #: name -> explain function ``fn(model, images, class_index, **kw) -> (B, H, W) in [0, 1]``
     explainers: Mapping[str, Callable | str] = field(default_factory=dict)
     default_explainer: str = "saliency"
+    #: layer-name prefixes whose ops stay float in a full-integer (int8) TFLite export (activations whose
+    #: range int8 cannot hold, e.g. unbounded attention products); the rest of the model is int8
+    int8_float_layers: Sequence[str] = ()
     #: ``fn(checkpoint_path, tag=..., output=..., **options) -> weights path``: imports published weights
     converter: Callable | str | None = None
     plugin: str | None = None
