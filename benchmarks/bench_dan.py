@@ -20,6 +20,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _timed(fn, x, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn(x)`` after one warm-up call."""
+    fn(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=224)
@@ -50,18 +61,8 @@ def main(argv=None):
     if not args.skip_inference:
         one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
         big = rng.uniform(0, 255, (args.big_batch, *shape)).astype(np.float32)
-        model.predict_on_batch(one)
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            model.predict_on_batch(one)
-            times.append(time.perf_counter() - t)
-        model.predict_on_batch(big)
-        big_times = []
-        for _ in range(args.big_repeats):
-            t = time.perf_counter()
-            model.predict_on_batch(big)
-            big_times.append(time.perf_counter() - t)
+        times = _timed(model.predict_on_batch, one, args.repeats)
+        big_times = _timed(model.predict_on_batch, big, args.big_repeats)
         result["latency_batch1_ms_median"] = round(1000 * statistics.median(times), 1)
         result["latency_batch1_ms_min"] = round(1000 * min(times), 1)
         result[f"batch{args.big_batch}_seconds_median"] = round(statistics.median(big_times), 3)

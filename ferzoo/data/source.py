@@ -317,13 +317,10 @@ class DecodeSource:
             with tf.control_dependencies([tf.debugging.Assert(ok, msg)]):
                 img = tf.cond(has_box, lambda: img[y0:y1, x0:x1], lambda: tf.identity(img))
         if self.image_size is not None:
-            h, w = self.image_size
-            size = tf.shape(img)[:2]
-            shrink = tf.reduce_all(size >= tf.constant([h, w]))
-            img = tf.cond(shrink, lambda: tf.image.resize(img, (h, w), method="area"),
-                          lambda: tf.image.resize(img, (h, w), method="bilinear"))
+            from . import convert_image  # the package's resize rule: area when shrinking, bilinear otherwise
+
+            img = convert_image(img, (*self.image_size, self.channels))
             img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
-            img = tf.ensure_shape(img, [h, w, self.channels])
         return img
 
     def element_fn(self):
