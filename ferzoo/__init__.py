@@ -66,7 +66,8 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
 
     ``class_names`` default to the first ``num_classes`` canonical names (angry, disgust, fear, happy, sad,
     surprise, neutral, contempt). ``config`` overrides the plugin's ``default_config`` (unknown keys are an
-    error). ``recipe`` picks the data set recipe ``compile()`` uses.
+    error). ``recipe`` picks the data set recipe ``compile()`` uses; its ``config`` (e.g. a loss margin for that
+    data set) applies under ``config``.
     """
     import keras
 
@@ -88,10 +89,17 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     unknown = sorted(set(config) - set(spec.default_config))
     if unknown:
         raise ValueError(f"model {name!r}: unknown config keys {unknown}; known: {sorted(spec.default_config)}")
-    cfg = {**dict(spec.default_config), **config}
     recipes = spec.recipe_table()
     if recipe != "default" and recipe not in recipes:
         raise ValueError(f"model {name!r}: no recipe {recipe!r}; known: {sorted(recipes) or ['default']}")
+    from .recipes import resolve_recipe
+
+    recipe_config = dict(resolve_recipe(recipes, recipe, name).get("config") or {})
+    bad = sorted(set(recipe_config) - set(spec.default_config))
+    if bad:
+        raise ValueError(f"model {name!r}: recipe {recipe!r} sets unknown config keys {bad}; "
+                         f"known: {sorted(spec.default_config)}")
+    cfg = {**dict(spec.default_config), **recipe_config, **config}
 
     input_spec = InputSpec(shape[0], shape[1], shape[2], _per_channel(spec.mean, shape[2]),
                            _per_channel(spec.std, shape[2]), spec.face_alignment)

@@ -4,8 +4,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (argparse names the option in its error)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """Keep TensorFlow's start-up log lines (oneDNN, CPU features, absl) off the terminal unless --verbose.
+    Must run before TensorFlow is imported."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def _kv(items):
@@ -114,6 +140,10 @@ def cmd_weights(args):
             acc = metrics.get("accuracy")
             print(f"{name + '.' + tag:<28} {where:<34} {available:<12} {str(card.get('dataset', '-')):<12} "
                   f"{str(metrics.get('split', '-')):<10} {'-' if acc is None else f'{acc:.3f}'}")
+    from ferzoo.backbones.pretrained import list_backbones
+
+    for backbone, tag, _path in list_backbones():
+        print(f"{backbone + '.' + tag:<28} {'backbone store (init only)':<34} {'local':<12} {'-':<12} {'-':<10} -")
     return 0
 
 
@@ -125,7 +155,7 @@ def cmd_train(args):
                    strategy=args.strategy, seed=args.seed, mixed_precision=args.mixed_precision,
                    limit=args.limit, verbose=1 if sys.stdout.isatty() else 2, config=_kv(args.config),
                    input_shape=_shape(args.input_shape), val_split=args.val_split,
-                   dataset_options=_kv(args.dataset_option))
+                   dataset_options=_kv(args.dataset_option), init_from=args.init_from, resume=args.resume)
     if result["report"] is not None:
         print(result["report"])
     handle = result["weights"] if args.output else result["tag"]
@@ -163,6 +193,8 @@ def cmd_explain(args):
 
     import ferzoo
 
+    if not args.images:
+        raise SystemExit("error: give image files to explain")
     model = ferzoo.load(args.model, weights=args.weights)
     images = _read_images(args.images)
     maps = model.explain(images, method=args.method)
@@ -196,6 +228,12 @@ def cmd_convert(args):
     import ferzoo
     from ferzoo.specs import resolve
 
+    from ferzoo.backbones.pretrained import BACKBONES, convert_resnet18
+
+    if args.model in BACKBONES:
+        path = convert_resnet18(args.checkpoint, tag=args.tag, output=args.output, **_kv(args.config))
+        print(f"wrote {path} (use it with --config backbone_weights={args.tag})")
+        return 0
     spec = ferzoo.model_info(args.model)
     if spec.converter is None:
         print(f"error: model {args.model!r} has no weight converter", file=sys.stderr)
@@ -208,6 +246,7 @@ def cmd_convert(args):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferzoo", description="Facial expression recognition model zoo.")
     p.add_argument("--version", action="version", version=f"ferzoo {__import__('ferzoo').__version__}")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("plugins", help="list plugins, their versions, what they register and load errors")
@@ -223,17 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--dataset", default="synthetic")
     s.add_argument("--data-dir")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--batch-size", type=int)
+    s.add_argument("--epochs", type=_int_at_least(1), help="default: the recipe's (printed)")
+    s.add_argument("--batch-size", type=_int_at_least(1), help="per replica; default: the recipe's (printed)")
     s.add_argument("--tag", help="store tag (default: the data set name)")
     s.add_argument("--output", help="write weights + card here instead of the store")
     s.add_argument("--recipe", help="recipe name (default: the data set's, else 'default')")
     s.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
     s.add_argument("--mixed-precision", action="store_true")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--limit", type=int, help="use only the first N examples of each split (smoke runs)")
-    s.add_argument("--val-split", default="val",
-                   help="split that selects the best epoch (default val; e.g. test for RAF-DB; none: no validation)")
+    s.add_argument("--seed", type=_int_at_least(0), default=0)
+    s.add_argument("--limit", type=_int_at_least(1), help="use only the first N examples of each split (smoke runs)")
+    s.add_argument("--val-split",
+                   help="split that validates and selects (default: the recipe's, e.g. test for RAF-DB; none: no validation)")
+    s.add_argument("--init-from", metavar="TAG|FILE",
+                   help="start from these weights (fine-tuning); layers that do not fit are listed")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --output (or the store) from its last checkpoint")
     s.add_argument("--dataset-option", nargs="*", metavar="KEY=VALUE",
                    help="options for the data set reader, e.g. val_folds=1 fold=0 for the lab data sets")
     s.add_argument("--config", nargs="*", metavar="KEY=VALUE", help="model config overrides")
@@ -246,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--data-dir")
     s.add_argument("--split", default="val")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_evaluate)
 
@@ -255,12 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("images", nargs="*")
     s.add_argument("--demo", action="store_true", help="also classify the bundled public-domain face photo")
     s.add_argument("--weights", required=True)
-    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--top-k", type=_int_at_least(1), default=3)
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("explain", help="heat maps of what the model looks at (PNG overlays)")
     s.add_argument("model")
-    s.add_argument("images", nargs="+")
+    s.add_argument("images", nargs="*")
     s.add_argument("--weights", required=True)
     s.add_argument("--method")
     s.add_argument("--output", default="explain")
@@ -285,10 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow("--verbose" in argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # image paths may come after options too (`ferzoo predict MODEL --weights T a.jpg b.jpg`)
+    if extra and hasattr(args, "images") and not any(e.startswith("-") for e in extra):
+        args.images = list(args.images) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from ferzoo.registry import PluginError
+
     try:
         return int(args.fn(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError, NotImplementedError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, NotImplementedError, PluginError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -65,6 +65,9 @@ class FERModel(keras.Model):
         self._coupled_wd = 0.0
         self._schedule = None
         self._base_lr = None
+        #: ``[H, W]`` when the weights were trained on images resized to that size and cropped to the input
+        #: (recipe ``load_size``): inference resizes to it and takes the centre crop
+        self.eval_crop = None
 
     # -- description -----------------------------------------------------------------------------------------
     @property
@@ -87,8 +90,9 @@ class FERModel(keras.Model):
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "input_spec": self.input_spec_info.to_dict(),
-            "config": copy.deepcopy(self.build_config),
+            "config": self.card_config(),
             "recipe": self.recipe_name,
+            "eval_crop": self.eval_crop,
             "aux_losses": [loss.name for loss in self.aux_losses],
             "trainable_params": int(sum(np.prod(v.shape) for v in self.trainable_weights)),
         }
@@ -96,7 +100,12 @@ class FERModel(keras.Model):
     def get_config(self):
         return {"name": self.name, "model_name": self.model_name, "num_classes": self.num_classes,
                 "class_names": list(self.class_names), "input_shape": list(self.input_shape_hwc),
-                "config": copy.deepcopy(self.build_config), "recipe": self.recipe_name}
+                "config": self.card_config(), "recipe": self.recipe_name}
+
+    def card_config(self) -> dict:
+        """The build config without init-only keys (``ModelSpec.init_config``, e.g. a backbone file)."""
+        init = set(self.spec.init_config)
+        return {k: copy.deepcopy(v) for k, v in self.build_config.items() if k not in init}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -149,19 +158,49 @@ class FERModel(keras.Model):
         return self._aux_weights.get(loss.name, loss.weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The main loss plus the weighted auxiliary losses (and the coupled weight decay when training).
+
+        Keras divides its compiled loss by the replica count under ``tf.distribute``; the auxiliary terms and the
+        weight decay are divided the same way, so N replicas give the gradient of one device on the global
+        batch. On training steps only, each auxiliary loss's rule :meth:`~ferzoo.losses.AuxiliaryLoss.update`
+        then runs on stop-gradient outputs (validation and ``evaluate`` never move rule-updated centres).
+        """
+        from .losses import num_replicas
+
         main = y_pred["logits"] if self._main_from_logits else y_pred["probabilities"]
         total = super().compute_loss(x=x, y=y, y_pred=main, sample_weight=sample_weight, training=training)
+        scale = 1.0 / num_replicas()
         for loss, tracker in zip(self.aux_losses, self.aux_trackers):
             value = keras.ops.cast(loss.compute(y, y_pred, sample_weight), "float32")
             tracker.update_state(value)
-            total = total + self.aux_loss_weight(loss) * value
+            total = total + (self.aux_loss_weight(loss) * scale) * value
         if self._coupled_wd and training:
             sq = [keras.ops.sum(keras.ops.square(keras.ops.cast(v, "float32"))) for v in self.trainable_variables]
-            total = total + 0.5 * self._coupled_wd * keras.ops.sum(keras.ops.stack(sq))
+            total = total + (0.5 * self._coupled_wd * scale) * keras.ops.sum(keras.ops.stack(sq))
+        if training and y is not None:
+            self.update_aux_state(y, y_pred, sample_weight)
         return total
+
+    def update_aux_state(self, y, y_pred, sample_weight=None) -> None:
+        """Apply every auxiliary loss's rule update (training steps; called by :meth:`compute_loss`)."""
+        frozen = None
+        for loss in self.aux_losses:
+            if type(loss).update is AuxiliaryLoss.update:
+                continue
+            if frozen is None:
+                frozen = {k: keras.ops.stop_gradient(v) for k, v in y_pred.items()}
+            for var, value in (loss.update(y, frozen, sample_weight) or {}).items():
+                var.assign(keras.ops.cast(value, var.dtype))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, y_pred["probabilities"], sample_weight)
+
+    def predict(self, x, *args, **kwargs):
+        """Keras ``predict`` (probabilities); also takes what :meth:`preprocess` takes: a photo of any size, a
+        list of differently sized images, grayscale or RGB(A), which are converted to this model's input."""
+        if not isinstance(x, tf.data.Dataset) and not _is_model_batch(x, self.input_shape_hwc):
+            x = self.preprocess(x)
+        return super().predict(x, *args, **kwargs)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -193,6 +232,10 @@ class FERModel(keras.Model):
             arr = arr[None] if arr.shape[-1] in (1, 3, 4) else arr[..., None]
         if arr.ndim != 4:
             raise ValueError(f"expected images of shape (H, W), (H, W, C) or (B, H, W, C); got {arr.shape}")
+        if self.eval_crop:
+            from .data import resize_then_crop
+
+            return np.asarray(resize_then_crop(self.input_shape_hwc, self.eval_crop, "center")(arr))
         return np.asarray(convert_image(arr, self.input_shape_hwc))
 
     def predict_classes(self, images, top_k: int = 1) -> list[list[tuple[str, float]]]:
@@ -303,6 +346,16 @@ def decode_predictions(probs, class_names: Sequence[str], top_k: int = 1) -> lis
         raise ValueError(f"probabilities of shape {probs.shape} do not match {len(class_names)} class names")
     order = np.argsort(-probs, axis=1)[:, :top_k]
     return [[(class_names[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+
+
+def _is_model_batch(x, shape) -> bool:
+    """``x`` is already a batch of this model's input (B, H, W, C) (arrays or tensors; generators pass)."""
+    if isinstance(x, (list, tuple)) or isinstance(x, dict):
+        return False
+    s = getattr(x, "shape", None)
+    if s is None:
+        return True  # a generator or a PyDataset: Keras' own handling
+    return len(s) == 4 and tuple(int(v) if v is not None else -1 for v in s[1:]) == tuple(shape)
 
 
 def _class_names_of(x):

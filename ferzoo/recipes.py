@@ -10,8 +10,20 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``{"type": "exponential", "gamma": 0.6}``, ``{"type": "cosine", "epochs": 40, "min_lr": 0}``
 ``coupled_weight_decay``  L2 added to the gradient of every trainable variable (PyTorch SGD ``weight_decay``)
 ``loss_weights``          ``{aux_loss_name: factor}``
-``label_smoothing``, ``epochs``, ``batch_size``, ``monitor``, ``augmentation``, ``sampler`` and free keys
-that the data pipeline and the ``train`` driver read.
+``label_smoothing``, ``epochs``, ``batch_size``, ``monitor``, ``augmentation``, ``sampler``
+``config``     model and loss config for this data set (DAF-CNN's margin m = 11 on FER-2013, 13 on SFEW);
+               ``ferzoo.build(name, recipe=...)`` applies it under the caller's own config
+``val_split``  the data set split that validates and selects (``"val"``; RAF-DB has only ``"test"``;
+               ``None``: train without validation)
+``load_size``  ``[H, W]``: images are resized to this first, then randomly cropped to the model's input for
+               training and centre-cropped for evaluation (LNLAttenNet 154 -> 144; FDRL 256 -> 224)
+``protocol``   how a run ends and what it reports, as data (see :data:`DEFAULT_PROTOCOL`):
+               ``keep`` "best" (the epoch with the best ``monitor``) or "last";
+               ``report_mean_last`` k > 0 also reports the mean of the last k epochs' validation metrics;
+               ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best"}`` divides
+               the learning rate on a plateau and, with ``reload_best``, reloads the best weights first;
+               ``drop_remainder`` drops the last partial training batch
+and free keys that the data pipeline and the ``train`` driver read (``note``, ``paper_test_accuracy``, ...).
 """
 
 from __future__ import annotations
@@ -31,7 +43,15 @@ DEFAULT_RECIPE = {
     "monitor": "val_accuracy",
     "augmentation": None,
     "sampler": None,
+    "config": {},
+    "val_split": "val",
+    "load_size": None,
+    "protocol": {},
 }
+
+DEFAULT_PROTOCOL = {"keep": "best", "report_mean_last": 0, "reduce_on_plateau": None, "drop_remainder": False}
+PLATEAU_KEYS = {"monitor": "val_loss", "factor": 0.1, "patience": 10, "min_lr": 0.0, "reload_best": False,
+                "min_delta": 0.0}
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
 
@@ -59,7 +79,47 @@ def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, mod
             recipe = merge(recipe, table[dataset])
         recipe["dataset"] = dataset
     validate_schedule(recipe.get("schedule"), model)
+    recipe["protocol"] = protocol_of(recipe, model)
+    _check_load_size(recipe.get("load_size"), model)
+    if not isinstance(recipe.get("config") or {}, Mapping):
+        raise ValueError(f"model {model!r}: recipe 'config' must be a mapping of config keys, got {recipe['config']!r}")
     return recipe
+
+
+def protocol_of(recipe: Mapping, model: str = "?") -> dict:
+    """The recipe's ``protocol`` with defaults filled in and every value checked."""
+    given = dict(recipe.get("protocol") or {})
+    unknown = sorted(set(given) - set(DEFAULT_PROTOCOL))
+    if unknown:
+        raise ValueError(f"model {model!r}: unknown recipe protocol keys {unknown}; known: {sorted(DEFAULT_PROTOCOL)}")
+    proto = {**DEFAULT_PROTOCOL, **given}
+    if proto["keep"] not in ("best", "last"):
+        raise ValueError(f"model {model!r}: protocol keep must be 'best' or 'last', got {proto['keep']!r}")
+    k = proto["report_mean_last"]
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"model {model!r}: protocol report_mean_last must be an integer >= 0, got {k!r}")
+    plateau = proto["reduce_on_plateau"]
+    if plateau:
+        plateau = dict(plateau)
+        unknown = sorted(set(plateau) - set(PLATEAU_KEYS))
+        if unknown:
+            raise ValueError(f"model {model!r}: unknown reduce_on_plateau keys {unknown}; known: {sorted(PLATEAU_KEYS)}")
+        plateau = {**PLATEAU_KEYS, **plateau}
+        if not 0 < float(plateau["factor"]) < 1:
+            raise ValueError(f"model {model!r}: reduce_on_plateau factor must be in (0, 1), got {plateau['factor']!r}")
+        if int(plateau["patience"]) < 0:
+            raise ValueError(f"model {model!r}: reduce_on_plateau patience must be >= 0, got {plateau['patience']!r}")
+        proto["reduce_on_plateau"] = plateau
+    proto["drop_remainder"] = bool(proto["drop_remainder"])
+    return proto
+
+
+def _check_load_size(size, model: str) -> None:
+    if size is None:
+        return
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ValueError(f"model {model!r}: recipe load_size must be [height, width] in pixels, got {size!r}")
 
 
 def validate_schedule(schedule, model: str = "?") -> None:

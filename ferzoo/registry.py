@@ -4,7 +4,10 @@
 * A plugin that fails to import, defines a misspelled hook (``check_pending``) or raises inside a hook is
   recorded in :func:`plugin_errors` and skipped; the others still load.
 * ``FERZOO_LOAD_PLUGINS=a,b`` limits which entry points load (an empty value loads none).
-* Two plugins registering the same model / loss / data set name is an error naming both plugins.
+* Two plugins registering the same model / loss / data set / weights name: the name is withheld from both
+  (looking it up raises :class:`NameClashError` naming both), both plugins are listed with the error by
+  ``ferzoo plugins``, and every other name of theirs and of the other plugins loads. The result is the same on
+  every call: loading never raises half-way.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Registry:
         self.losses: dict[str, LossSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.weights: dict[tuple[str, str], dict] = {}
+        #: (kind, name) -> the plugins that both registered it; the name is withheld from the tables
+        self.clashes: dict[tuple[str, str], list[str]] = {}
         self._extra: list[tuple[str, Any]] = []
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -146,9 +151,6 @@ class Registry:
             self._call(obj, "register_weights",
                        lambda model, tag, card: staged["weights"].append((str(model), str(tag), dict(card))))
             self._commit(name, info, staged)
-        except NameClashError:
-            self.pm.unregister(obj)
-            raise
         except Exception as exc:  # noqa: BLE001
             info.error = _describe(exc)
             self.pm.unregister(obj)
@@ -159,46 +161,63 @@ class Registry:
                 impl.function(register=register)
 
     def _commit(self, plugin: str, info: PluginInfo, staged: dict) -> None:
-        for kind, table in (("model", self.models), ("loss", self.losses), ("dataset", self.datasets)):
-            for spec in staged[kind + ("es" if kind == "loss" else "s")]:
-                if spec.name in table:
-                    other = table[spec.name].plugin
-                    raise NameClashError(
-                        f"{kind} name clash: {spec.name!r} is registered by plugin {other!r} and by plugin {plugin!r}")
-        for model, tag, _ in staged["weights"]:
-            if (model, tag) in self.weights:
-                other = self.weights[(model, tag)].get("plugin")
-                raise NameClashError(
-                    f"weights name clash: '{model}.{tag}' is registered by plugin {other!r} and by plugin {plugin!r}")
-        for spec in staged["models"]:
-            spec.plugin = plugin
-            self.models[spec.name] = spec
-            info.models.append(spec.name)
-        for spec in staged["losses"]:
-            spec.plugin = plugin
-            self.losses[spec.name] = spec
-            info.losses.append(spec.name)
-        for spec in staged["datasets"]:
-            spec.plugin = plugin
-            self.datasets[spec.name] = spec
-            info.datasets.append(spec.name)
+        tables = {"model": (self.models, staged["models"], info.models),
+                  "loss": (self.losses, staged["losses"], info.losses),
+                  "dataset": (self.datasets, staged["datasets"], info.datasets)}
+        for kind, (table, specs, names) in tables.items():
+            for spec in specs:
+                key = (kind, spec.name)
+                other = table[spec.name].plugin if spec.name in table else None
+                if other is None and key in self.clashes:
+                    other = self.clashes[key][0]
+                if other is not None:
+                    self._clash(kind, spec.name, other, plugin, table)
+                    continue
+                spec.plugin = plugin
+                table[spec.name] = spec
+                names.append(spec.name)
         for model, tag, card in staged["weights"]:
+            key, label = ("weights", f"{model}.{tag}"), f"{model}.{tag}"
+            other = self.weights[(model, tag)].get("plugin") if (model, tag) in self.weights else None
+            if other is None and key in self.clashes:
+                other = self.clashes[key][0]
+            if other is not None:
+                self._clash("weights", label, other, plugin, None)
+                self.weights.pop((model, tag), None)
+                continue
             card.setdefault("plugin", plugin)
             self.weights[(model, tag)] = card
-            info.weights.append(f"{model}.{tag}")
+            info.weights.append(label)
+
+    def _clash(self, kind: str, name: str, first: str, second: str, table) -> None:
+        plugins = self.clashes.setdefault((kind, name), [first])
+        if second not in plugins:
+            plugins.append(second)
+        if table is not None:
+            table.pop(name, None)
+        message = f"{kind} name clash: {name!r} is registered by " + " and by ".join(f"plugin {p!r}" for p in plugins)
+        for p in plugins:
+            other = self.plugins.get(p)
+            if other is None:
+                continue
+            for names in (other.models, other.losses, other.datasets, other.weights):
+                if name in names:
+                    names.remove(name)
+            if message not in (other.error or ""):
+                other.error = f"{other.error}; {message}" if other.error else message
 
     # -- lookup ----------------------------------------------------------------------------------------------
     def model(self, name: str) -> ModelSpec:
         self.ensure_loaded()
-        return _lookup(self.models, name, "model")
+        return _lookup(self.models, name, "model", self.clashes)
 
     def loss(self, name: str) -> LossSpec:
         self.ensure_loaded()
-        return _lookup(self.losses, name, "loss")
+        return _lookup(self.losses, name, "loss", self.clashes)
 
     def dataset(self, name: str) -> DatasetSpec:
         self.ensure_loaded()
-        return _lookup(self.datasets, name, "data set")
+        return _lookup(self.datasets, name, "data set", self.clashes)
 
 
 def _check(spec, cls):
@@ -207,9 +226,14 @@ def _check(spec, cls):
     return spec
 
 
-def _lookup(table: dict, name: str, kind: str):
+def _lookup(table: dict, name: str, kind: str, clashes: dict | None = None):
     if name in table:
         return table[name]
+    key = ("loss" if kind == "loss" else "dataset" if kind == "data set" else kind, name)
+    if clashes and key in clashes:
+        raise NameClashError(f"{kind} name clash: {name!r} is registered by "
+                             + " and by ".join(f"plugin {p!r}" for p in clashes[key])
+                             + "; uninstall one of them or limit loading with FERZOO_LOAD_PLUGINS")
     known = ", ".join(sorted(table)) or "(none; see `ferzoo plugins` for plugins that failed to load)"
     hint = ""
     import difflib

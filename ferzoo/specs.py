@@ -79,6 +79,9 @@ class ModelSpec:
     std: tuple[float, ...] = (1.0,)
     face_alignment: str | None = None
     default_config: Mapping[str, Any] = field(default_factory=dict)
+    #: config keys that only initialise a model built from scratch (``backbone_weights``: a pretrained file);
+    #: they are never written into a weights card, so loading trained weights needs no such file
+    init_config: Sequence[str] = ()
     losses: Callable | str | None = None
     #: per data set training recipes; the key "default" is the base, others override it
     recipes: Mapping[str, Mapping] | Callable | str = field(default_factory=dict)

@@ -1,8 +1,19 @@
-"""The ``train`` driver: data set -> pipeline -> model (recipe) -> fit with best-checkpointing -> store.
+"""The ``train`` driver: data set -> pipeline -> model (recipe) -> epochs under the recipe's protocol -> store.
 
-Runs under a ``tf.distribute`` strategy (``MirroredStrategy`` when several GPUs are visible, the default
-strategy otherwise); checkpoints are written atomically, so an interrupted run never leaves a half-written
-weights file where a finished one was.
+* The recipe is resolved **before** the model is built (its ``config`` may set model and loss values); a data set
+  with no recipe of its own trains with the model's ``default`` recipe and one printed line says so.
+* The recipe's ``protocol`` runs as data: keep the best or the last epoch, report the mean of the last k
+  epochs, reduce the learning rate on a plateau (optionally reloading the best weights first), drop the last
+  partial batch. ``val_split`` and ``load_size`` (resize, then random / centre crop) come from the recipe.
+* Every epoch ends with a checkpoint (weights with centres, optimizer state, epoch, learning-rate and plateau
+  state, best-so-far, history) written atomically into the run folder; ``resume=True`` continues a killed run
+  from it, so at most the current epoch is lost. The data order of epoch e depends only on ``(seed, e)``.
+* Runs under a ``tf.distribute`` strategy (``MirroredStrategy`` when several GPUs are visible).
+
+Where results go: ``output=DIR`` writes ``DIR/<model>.weights.h5`` + card and keeps the checkpoint in
+``DIR/checkpoint/``; otherwise the local store ``$FERZOO_HOME/store/<model>/<tag>/`` (tag: the data set name,
+or ``<data set>-local`` when a shipped weight tag already has that name) with the run folder
+``$FERZOO_HOME/runs/<model>/<tag>/``.
 """
 
 from __future__ import annotations
@@ -10,12 +21,15 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import weights as weights_mod
+
+CHECKPOINT_FORMAT = 1
 
 
 def pick_strategy(name: str = "auto"):
@@ -31,7 +45,7 @@ def pick_strategy(name: str = "auto"):
     raise ValueError(f"unknown strategy {name!r}; use auto, default or mirrored")
 
 
-def _count(ds) -> int:
+def _num_examples(ds) -> int:
     import tensorflow as tf
 
     n = int(ds.cardinality())
@@ -40,35 +54,228 @@ def _count(ds) -> int:
     return int(ds.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1))
 
 
+def check_int(name: str, value, minimum: int = 1, *, allow_none: bool = True):
+    """``value`` as an int >= ``minimum`` or a ``ValueError`` naming the option and what is allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def recipe_for(model_name: str, dataset: str, recipe: str | None = None) -> tuple[str, str | None]:
+    """The recipe name to train ``model_name`` on ``dataset`` with, and a line to print when it is a fallback."""
+    import ferzoo
+
+    table = ferzoo.model_info(model_name).recipe_table()
+    if recipe is not None:
+        if recipe != "default" and recipe not in table:
+            raise ValueError(f"model {model_name!r}: no recipe {recipe!r}; known: {sorted(table) or ['default']}")
+        return recipe, None
+    if dataset in table:
+        return dataset, None
+    others = sorted(k for k in table if k != "default")
+    return "default", (f"model {model_name!r} has no recipe for data set {dataset!r}; training with its 'default' "
+                       f"recipe (its data set recipes: {others or 'none'}; choose one with --recipe)")
+
+
+def default_tag(model_name: str, dataset: str) -> tuple[str, str | None]:
+    """A local run's store tag: the data set name, unless a registered (shipped) tag has it."""
+    registered = {tag for (_, tag) in weights_mod.entries(model_name)}
+    if dataset not in registered:
+        return dataset, None
+    tag = f"{dataset}-local"
+    return tag, (f"{model_name}.{dataset} names shipped weights; this run is stored as {model_name}.{tag} "
+                 f"(load it with ferzoo.load({model_name!r}, weights={tag!r}); --tag to choose another name)")
+
+
+def transfer_weights(source, target) -> dict:
+    """Copy weights layer by layer (by name, where every shape matches) from model ``source`` into ``target``,
+    auxiliary-loss state included. Returns ``{"transferred": [...], "not_transferred": {name: reason}}``."""
+    def by_name(model):
+        out = {layer.name: layer for layer in model.layers if layer.weights}
+        for loss in getattr(model, "aux_losses", []):
+            if loss.weights:
+                out[f"aux:{loss.name}"] = loss
+        return out
+
+    src, dst = by_name(source), by_name(target)
+    done, skipped = [], {}
+    for name, layer in dst.items():
+        if name not in src:
+            skipped[name] = "no layer of that name in the source"
+            continue
+        have = [tuple(v.shape) for v in src[name].weights]
+        want = [tuple(v.shape) for v in layer.weights]
+        if have != want:
+            skipped[name] = f"shapes {have} in the source, {want} here"
+            continue
+        for var, value in zip(layer.weights, src[name].weights):
+            var.assign(value)
+        done.append(name)
+    return {"transferred": done, "not_transferred": skipped}
+
+
+def _load_init_source(model_name: str, init_from: str):
+    import ferzoo
+
+    if weights_mod._looks_like_path(init_from):
+        path = Path(init_from)
+        if path.is_dir():
+            found = sorted(path.glob(f"*{weights_mod.WEIGHTS_SUFFIX}"))
+            if len(found) != 1:
+                raise FileNotFoundError(f"--init-from {init_from}: expected one {weights_mod.WEIGHTS_SUFFIX} file in "
+                                        f"the folder, found {[p.name for p in found] or 'none'}")
+            path = found[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"--init-from: weights file {path} does not exist")
+        return weights_mod.load_file(None, path)
+    return ferzoo.load(model_name, weights=init_from)
+
+
+class _Run:
+    """The run folder: ``checkpoint/latest.json`` points at ``checkpoint/epoch-NNNN/`` (weights, best weights,
+    optimizer variables, state). A new epoch folder is complete before the pointer moves to it."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.root = self.folder / "checkpoint"
+        self.pointer = self.root / "latest.json"
+
+    def exists(self) -> bool:
+        return self.pointer.is_file()
+
+    def state(self) -> dict:
+        try:
+            state = json.loads(self.pointer.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.pointer}: unreadable checkpoint pointer ({exc})") from None
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.pointer}: checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+        return state
+
+    def save(self, model, state: dict, best_weights) -> None:
+        import numpy as np
+
+        epoch = int(state["epoch"])
+        final = self.root / f"epoch-{epoch:04d}"
+        tmp = self.root / f".epoch-{epoch:04d}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save_weights(str(tmp / "model.weights.h5"))
+        np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in model.optimizer.variables])
+        if best_weights is not None:
+            np.savez(tmp / "best.npz", *best_weights)
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        weights_mod.write_json_atomic(self.pointer, {**state, "folder": final.name})
+        for old in self.root.glob("epoch-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def restore(self, model) -> tuple[dict, list | None]:
+        import numpy as np
+
+        state = self.state()
+        folder = self.root / state["folder"]
+        model.load_weights(str(folder / "model.weights.h5"))
+        opt = model.optimizer
+        if not opt.built:
+            opt.build(model.trainable_variables)
+        with np.load(folder / "optimizer.npz") as data:
+            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+        if len(values) != len(opt.variables):
+            raise ValueError(f"{folder}: the checkpoint holds {len(values)} optimizer variables, this optimizer has "
+                             f"{len(opt.variables)}")
+        for var, value in zip(opt.variables, values):
+            var.assign(value)
+        best = None
+        if (folder / "best.npz").is_file():
+            with np.load(folder / "best.npz") as data:
+                best = [data[f"arr_{i}"] for i in range(len(data.files))]
+        return state, best
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = None, *, epochs: int | None = None,
           batch_size: int | None = None, tag: str | None = None, output: str | None = None,
-          recipe: str | None = None, val_split: str = "val", strategy: str = "auto", seed: int = 0,
+          recipe: str | None = None, val_split: str | None = None, strategy: str = "auto", seed: int = 0,
           mixed_precision: bool = False, limit: int | None = None, verbose: int = 1,
           config: Mapping[str, Any] | None = None, dataset_options: Mapping[str, Any] | None = None,
-          command: str | None = None, input_shape=None) -> dict:
-    """Train ``model_name`` on ``dataset`` with its recipe; keep the weights with the best validation accuracy.
+          command: str | None = None, input_shape=None, init_from: str | None = None, resume: bool = False,
+          say=None) -> dict:
+    """Train ``model_name`` on ``dataset`` with its recipe and protocol; store the weights with a card.
 
-    Writes ``<output>/<model>.weights.h5`` + card into the local store (tag defaults to the data set name)
-    unless ``output`` names another folder. Returns a summary with the validation report.
-    ``input_shape`` (H, W, C) overrides the model's default input size (e.g. a reduced size for CPU runs).
+    ``epochs`` / ``batch_size`` default to the recipe's (the value used is printed); ``val_split`` defaults to
+    the recipe's (``"none"``: no validation). ``init_from`` (a weight tag of this model or a weights file)
+    initialises every layer whose name and shapes match, and the layers it could not transfer are printed.
+    ``resume`` continues the run in the run folder from its last checkpoint. ``say`` receives the printed lines
+    (default: stderr). Returns a summary with the validation report.
     """
     import keras
-    import tensorflow as tf
+    import numpy as np
 
     import ferzoo
     from .data import class_names_of, prepare
+    from .recipes import resolve_recipe
+
+    say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("limit", limit)
+    check_int("seed", seed, 0, allow_none=False)
+    ferzoo.model_info(model_name)
+    ds_spec = ferzoo.get_registry().dataset(dataset)
+    recipe_name, note = recipe_for(model_name, dataset, recipe)
+    if note:
+        say(note)
+    registered = {t for (_, t) in weights_mod.entries(model_name)}
+    if tag is None:
+        tag, note = default_tag(model_name, dataset)
+        if note and output is None:
+            say(note)
+    elif tag in registered and output is None:
+        raise ValueError(f"--tag {tag!r}: {model_name}.{tag} names shipped weights, and a local run must not shadow "
+                         f"them; choose another tag (e.g. {tag}-local)")
+    out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
+    run = _Run(out_dir if output else weights_mod.home() / "runs" / model_name / tag)
+    if run.exists() and not resume:
+        state = run.state()
+        raise ValueError(f"{run.root} holds the checkpoint of an unfinished run ({state['epoch']} of "
+                         f"{state['epochs']} epochs); pass --resume to continue it, or remove the folder to start over")
+    if resume and not run.exists():
+        raise ValueError(f"--resume: no checkpoint in {run.root} to continue from")
+    if resume and init_from:
+        raise ValueError("--resume continues a run from its checkpoint; --init-from is only for a new run")
+    previous = run.state() if resume else None
+    if previous is not None:
+        for key, value in (("model", model_name), ("dataset", dataset), ("recipe", recipe_name)):
+            if previous["settings"][key] != value:
+                raise ValueError(f"--resume: the checkpoint in {run.root} is of {key} {previous['settings'][key]!r}, "
+                                 f"not {value!r}")
+        seed = previous["settings"]["seed"]
+        if batch_size is None:
+            batch_size = previous["settings"]["batch_size"]
 
     keras.utils.set_random_seed(seed)
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    rec = resolve_recipe(ferzoo.model_info(model_name).recipe_table(), recipe_name, model_name)
+    proto = rec["protocol"]
+    if val_split is None:
+        val_split = rec.get("val_split") or "none"
+        if val_split != "val":
+            say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
     opts = dict(dataset_options or {})
-    ds_spec = ferzoo.get_registry().dataset(dataset)
     train_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts)
     if val_split in (None, "none"):
         val_split, val_ds = None, None
     elif val_split not in (ds_spec.splits or ()):
-        raise ValueError(f"data set {dataset!r} has no split {val_split!r} to select the best epoch on; its splits: "
-                         f"{list(ds_spec.splits)}; pass val_split='none' to train without validation")
+        raise ValueError(f"data set {dataset!r} has no split {val_split!r} to validate on; its splits: "
+                         f"{list(ds_spec.splits)}; pass --val-split none to train without validation")
     else:
         val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts)
     class_names = class_names_of(train_ds)
@@ -78,19 +285,27 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
             val_ds = ferzoo.data.with_class_names(val_ds.take(limit), class_names_of(val_ds))
 
     strat = pick_strategy(strategy)
-    recipe_name = recipe or dataset
-    spec = ferzoo.model_info(model_name)
-    if recipe_name not in spec.recipe_table():
-        recipe_name = "default"
     with strat.scope():
         model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
                              input_shape=tuple(input_shape) if input_shape else None,
                              recipe=recipe_name, **dict(config or {}))
+        init_report = None
+        if init_from:
+            init_report = transfer_weights(_load_init_source(model_name, init_from), model)
+            skipped = init_report["not_transferred"]
+            say(f"--init-from {init_from}: transferred {len(init_report['transferred'])} layers"
+                + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
         model.compile()
-    rec = model.recipe()
-    epochs = int(epochs or rec["epochs"])
-    batch_size = int(batch_size or rec["batch_size"]) * strat.num_replicas_in_sync
+    if epochs is None:
+        epochs = int(rec["epochs"])
+        say(f"epochs: {epochs} (recipe {recipe_name!r}; --epochs to change)")
+    if batch_size is None:
+        batch_size = int(rec["batch_size"])
+        say(f"batch size: {batch_size} (recipe {recipe_name!r}; --batch-size to change)")
+    global_batch = int(batch_size) * strat.num_replicas_in_sync
     shape = model.input_shape_hwc
+    load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
+    model.eval_crop = list(load_size) if load_size else None
 
     augment = None
     if rec.get("augmentation"):
@@ -102,64 +317,123 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         from .data.augment import apply_sampler
 
         sampled = apply_sampler(train_ds, rec["sampler"], seed=seed)
-    n_train = _count(sampled)
+    n_train = _num_examples(sampled)
     if n_train == 0:
         raise ValueError(f"data set {dataset!r}: the train split is empty")
-    train_pipe = prepare(sampled, shape, batch_size=batch_size, class_names=class_names, shuffle=min(n_train, 20000),
-                         seed=seed, augment=augment)
+
+    def train_pipe(epoch: int):
+        return prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
+                       shuffle=min(n_train, 20000), seed=seed * 100003 + epoch, augment=augment,
+                       drop_remainder=proto["drop_remainder"], load_size=load_size, crop="random")
+
     val_pipe = None
     if val_ds is not None:
-        val_pipe = prepare(val_ds, shape, batch_size=batch_size, target_class_names=model.class_names)
+        val_pipe = prepare(val_ds, shape, batch_size=global_batch, target_class_names=model.class_names,
+                           load_size=load_size, crop="center")
 
-    if tag is None:
-        tag = dataset
-    out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
-    weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
-    best = _BestCheckpoint(weights_path, monitor, card={"dataset": dataset, "recipe": rec, "command": command})
-    history_path = out_dir / "history.json"
-    start = time.time()
-    hist = model.fit(train_pipe, validation_data=val_pipe, epochs=epochs, verbose=verbose, callbacks=[best])
-    train_seconds = time.time() - start
-    if best.best_weights is not None:
-        model.set_weights(best.best_weights)
+    plateau = proto["reduce_on_plateau"]
+    if plateau and val_pipe is None and str(plateau["monitor"]).startswith("val_"):
+        plateau = {**plateau, "monitor": plateau["monitor"][4:]}
+    base_lr = model._base_lr
+    schedule = model._schedule
+    state = {"format": CHECKPOINT_FORMAT, "epoch": 0, "epochs": epochs, "history": {},
+             "best": None, "best_epoch": None, "lr_scale": 1.0, "plateau_best": None, "plateau_wait": 0,
+             "train_seconds": 0.0,
+             "settings": {"model": model_name, "dataset": dataset, "recipe": recipe_name, "seed": seed,
+                          "batch_size": int(batch_size), "val_split": val_split}}
+    best_weights = None
+    if previous is not None:
+        with strat.scope():
+            restored, best_weights = run.restore(model)
+        state.update({k: restored[k] for k in ("epoch", "history", "best", "best_epoch", "lr_scale", "plateau_best",
+                                               "plateau_wait", "train_seconds")})
+        state["epochs"] = epochs
+        if state["epoch"] >= epochs:
+            say(f"the checkpoint has {state['epoch']} epochs done; nothing left to train for --epochs {epochs}")
+        else:
+            say(f"resuming from epoch {state['epoch']} of {epochs} ({run.root})")
+
+    def lr_for(epoch: int) -> float | None:
+        if base_lr is None:
+            return None
+        from .recipes import learning_rate_at
+
+        lr = learning_rate_at(schedule, base_lr, epoch) * state["lr_scale"]
+        return max(lr, float(plateau["min_lr"])) if plateau else lr
+
+    def better(value, best, mode_max: bool) -> bool:
+        if best is None:
+            return True
+        return value > best if mode_max else value < best
+
+    for epoch in range(state["epoch"], epochs):
+        start = time.time()
+        if verbose:
+            say(f"epoch {epoch + 1}/{epochs}")
+        callbacks = []
+        lr = lr_for(epoch)
+        if lr is not None:
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
+        hist = model.fit(train_pipe(epoch), validation_data=val_pipe, epochs=epoch + 1, initial_epoch=epoch,
+                         verbose=verbose, callbacks=callbacks)
+        logs = {k: float(v[-1]) for k, v in hist.history.items()}
+        if lr is not None:
+            logs["learning_rate"] = lr
+        for k, v in logs.items():
+            state["history"].setdefault(k, []).append(v)
+        value = logs.get(monitor)
+        mode_max = "loss" not in monitor
+        if value is not None and math.isfinite(value) and better(value, state["best"], mode_max):
+            state["best"], state["best_epoch"] = value, epoch + 1
+            best_weights = [np.asarray(w) for w in model.get_weights()]
+        if plateau:
+            pv = logs.get(plateau["monitor"])
+            pmax = "loss" not in plateau["monitor"]
+            delta = float(plateau["min_delta"])
+            improved = pv is not None and (state["plateau_best"] is None or (
+                pv > state["plateau_best"] + delta if pmax else pv < state["plateau_best"] - delta))
+            if improved:
+                state["plateau_best"], state["plateau_wait"] = pv, 0
+            else:
+                state["plateau_wait"] += 1
+                if state["plateau_wait"] > int(plateau["patience"]):
+                    state["lr_scale"] *= float(plateau["factor"])
+                    state["plateau_wait"] = 0
+                    msg = f"epoch {epoch + 1}: {plateau['monitor']} on a plateau; learning rate x{plateau['factor']}"
+                    if plateau["reload_best"] and best_weights is not None:
+                        model.set_weights(best_weights)
+                        msg += f", best weights (epoch {state['best_epoch']}) reloaded"
+                    say(msg)
+        state["epoch"] = epoch + 1
+        state["train_seconds"] += time.time() - start
+        run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
+
+    if proto["keep"] == "best" and best_weights is not None:
+        model.set_weights(best_weights)
+    kept_epoch = state["best_epoch"] if proto["keep"] == "best" and best_weights is not None else state["epoch"]
     report = None
-    card: dict = {"dataset": dataset, "recipe": rec, "command": command, "epochs_run": len(hist.epoch),
-                  "best_epoch": best.best_epoch, "train_seconds": round(train_seconds, 1),
-                  "train_examples": n_train}
+    card: dict = {"dataset": dataset, "recipe": rec, "recipe_name": recipe_name, "command": command,
+                  "epochs_run": state["epoch"], "kept": proto["keep"], "kept_epoch": kept_epoch,
+                  "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
+                  "train_examples": n_train, "seed": seed, "batch_size": int(batch_size)}
+    if init_report is not None:
+        card["init_from"] = {"source": str(init_from), **init_report}
     if val_pipe is not None:
         report = model.evaluate(val_pipe, verbose=0)
         card["metrics"] = {"split": val_split, "accuracy": report["accuracy"],
                            "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"],
-                           "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"]}
+                           "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"],
+                           "epoch": kept_epoch}
+        k = proto["report_mean_last"]
+        accs = state["history"].get("val_accuracy", [])
+        if k:
+            last = accs[-k:]
+            card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
+    weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
     weights_mod.save(model, weights_path, **card)
-    weights_mod.write_json_atomic(history_path, {k: [float(v) for v in vals] for k, vals in hist.history.items()})
+    weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
+    run.clear()
     return {"model": model, "weights": str(weights_path), "card": weights_mod.read_card(weights_path),
-            "report": report, "history": hist.history, "seconds": train_seconds, "tag": tag}
-
-
-class _BestCheckpoint:
-    """Keeps (in memory) and saves (atomically) the weights of the best epoch by ``monitor`` (mode max)."""
-
-    def __new__(cls, *args, **kwargs):
-        import keras
-
-        class Impl(keras.callbacks.Callback):
-            def __init__(self, path, monitor, card):
-                super().__init__()
-                self.path, self.monitor, self.card = Path(path), monitor, card
-                self.best = -math.inf
-                self.best_epoch = None
-                self.best_weights = None
-
-            def on_epoch_end(self, epoch, logs=None):
-                value = (logs or {}).get(self.monitor)
-                if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
-                    return
-                self.best, self.best_epoch = float(value), epoch + 1
-                self.best_weights = self.model.get_weights()
-                weights_mod.save(self.model, self.path, **self.card, best_epoch=self.best_epoch,
-                                 checkpoint={self.monitor: self.best, "epoch": self.best_epoch})
-
-        return Impl(*args, **kwargs)
+            "report": report, "history": state["history"], "seconds": state["train_seconds"], "tag": tag}

@@ -98,35 +98,82 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 
 # -- cards ---------------------------------------------------------------------------------------------------
+CARD_ATTR = "ferzoo_card"
+
+
 def save(model, weights_path: str | os.PathLike, **card_fields) -> Path:
-    """Write ``model``'s weights and card atomically; returns the weights path."""
-    weights_path = Path(weights_path)
-    card_path = card_path_for(weights_path)
-    with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
-        model.save_weights(str(tmp))
-        digest = sha256_of(tmp)
-        size = tmp.stat().st_size
+    """Write ``model``'s weights and card as one atomic unit; returns the weights path."""
     import ferzoo
 
-    card = {**model.describe(), "file": weights_path.name, "sha256": digest, "size": size,
-            "ferzoo_version": ferzoo.__version__, **card_fields}
-    write_json_atomic(card_path, card)
+    card = {**model.describe(), "file": Path(weights_path).name, "ferzoo_version": ferzoo.__version__,
+            **card_fields}
+    return save_weights_and_card(model, weights_path, card)
+
+
+def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping) -> Path:
+    """Weights and card as one atomic unit: the card is written *inside* the ``.weights.h5`` file (an HDF5
+    attribute) before the file is renamed into place, then ``NAME.json`` beside it, with the file's sha256 and
+    size, is written. Both carry the same random ``save_id``; :func:`read_card` uses the JSON card when its
+    ``save_id`` matches the file's, and the embedded card when a save was interrupted between the two writes."""
+    import uuid
+
+    import h5py
+
+    weights_path = Path(weights_path)
+    card = {k: v for k, v in dict(card).items() if k not in ("sha256", "size")}
+    card["save_id"] = uuid.uuid4().hex
+    with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
+        model.save_weights(str(tmp))
+        with h5py.File(tmp, "a") as fh:
+            fh.attrs[CARD_ATTR] = json.dumps(card)
+        digest = sha256_of(tmp)
+        size = tmp.stat().st_size
+    write_json_atomic(card_path_for(weights_path), {**card, "sha256": digest, "size": size})
     return weights_path
 
 
-def read_card(weights_path: str | os.PathLike) -> dict:
-    card_path = card_path_for(weights_path)
-    if not card_path.exists():
-        raise FileNotFoundError(f"{weights_path}: no card {card_path.name} beside the weights file")
+def embedded_card(weights_path: str | os.PathLike) -> dict | None:
+    """The card stored inside a ``.weights.h5`` file by :func:`save`, or ``None`` (older files, other files)."""
     try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{card_path}: not valid JSON ({exc})") from None
+        import h5py
+
+        with h5py.File(weights_path, "r") as fh:
+            text = fh.attrs.get(CARD_ATTR)
+    except (OSError, ImportError):
+        return None
+    if text is None:
+        return None
+    try:
+        card = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def read_card(weights_path: str | os.PathLike) -> dict:
+    """The card of a weights file: ``NAME.json`` beside it (its sha256 guards the file's bytes), unless the file
+    embeds a card from a later save (a save interrupted before the JSON was rewritten): then the embedded one."""
+    card_path = card_path_for(weights_path)
+    embedded = embedded_card(weights_path) if Path(weights_path).is_file() else None
+    side = None
+    if card_path.exists():
+        try:
+            side = json.loads(card_path.read_text())
+        except json.JSONDecodeError as exc:
+            if embedded is None:
+                raise ValueError(f"{card_path}: not valid JSON ({exc})") from None
+    if embedded is not None and (not isinstance(side, dict) or side.get("save_id") != embedded.get("save_id")):
+        card, where = embedded, f"{weights_path} (embedded card)"
+        card.update(sha256=sha256_of(weights_path), size=Path(weights_path).stat().st_size)
+    elif side is None:
+        raise FileNotFoundError(f"{weights_path}: no card {card_path.name} beside the weights file")
+    else:
+        card, where = side, str(card_path)
     if not isinstance(card, dict):
-        raise ValueError(f"{card_path}: the card must be a JSON object")
+        raise ValueError(f"{where}: the card must be a JSON object")
     for key in ("model", "class_names", "input_spec"):
         if key not in card:
-            raise ValueError(f"{card_path}: the card has no field {key!r}")
+            raise ValueError(f"{where}: the card has no field {key!r}")
     return card
 
 
@@ -464,7 +511,8 @@ def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping |
                            f"the weights' classes are {names}")
     kwargs.pop("class_names", None)
     recipe = kwargs.pop("recipe", "default")
-    config = {**card.get("config", {}), **kwargs}
+    init = set(ferzoo.model_info(card["model"]).init_config)
+    config = {**{k: v for k, v in card.get("config", {}).items() if k not in init}, **kwargs}
     model = ferzoo.build(card["model"], num_classes=len(names), input_shape=shape, class_names=names,
                          recipe=recipe, **config)
     try:
@@ -482,6 +530,7 @@ def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping |
                            f"({len(names)} classes, input {shape}): {hint}{type(exc).__name__}: "
                            f"{_condense(exc)}") from None
     model.weights_card = card
+    model.eval_crop = card.get("eval_crop")
     return model
 
 
@@ -538,27 +587,20 @@ def registry_card(weights_path: str | os.PathLike, *, sources: list[dict], licen
     return card
 
 
-def recipes_snapshot(model: str) -> dict:
-    """The plugin's recipe table as JSON data (what ``zoo_registry.json`` records for the model)."""
-    import ferzoo
-
-    return json.loads(json.dumps(ferzoo.model_info(model).recipe_table(), default=str))
-
-
 def sync_registry(path: str | os.PathLike | None = None, models: list[str] | None = None) -> dict:
-    """Rewrite the recipes (and plugin/description/paper) of ``zoo_registry.json`` from the loaded plugins,
-    keeping its weight entries; atomic. Returns the new catalogue."""
+    """Refresh each model's plugin, description and paper in ``zoo_registry.json`` from the loaded plugins,
+    keeping its weight entries; atomic. Returns the new catalogue. (Recipes are not copied here: they live
+    in their plugin only, and each weight card records the recipe that trained it.)"""
     import ferzoo
 
     path = Path(path) if path else registry_path()
     data = json.loads(path.read_text()) if path.exists() else {"format_version": 1, "models": {}}
     for name in models or ferzoo.list_models():
         spec = ferzoo.model_info(name)
-        entry = data["models"].setdefault(name, {"plugin": spec.plugin, "recipes": {}, "weights": {}})
-        entry.update(plugin=spec.plugin, description=spec.description, paper=spec.paper,
-                     recipes=recipes_snapshot(name))
+        entry = data["models"].setdefault(name, {"plugin": spec.plugin, "weights": {}})
+        entry.update(plugin=spec.plugin, description=spec.description, paper=spec.paper)
         entry.setdefault("weights", {})
-        data["models"][name] = {k: entry[k] for k in ("plugin", "description", "paper", "recipes", "weights")}
+        data["models"][name] = {k: entry[k] for k in ("plugin", "description", "paper", "weights")}
     data["models"] = dict(sorted(data["models"].items()))
     validate_registry(data, str(path))
     write_json_atomic(path, data)
@@ -572,7 +614,7 @@ def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ferzoo.weights", description="maintain zoo_registry.json")
     p.add_argument("--registry", help="the catalogue to edit (default: the package's zoo_registry.json)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sync", help="refresh the recipes of every (or the named) model from the plugins")
+    s = sub.add_parser("sync", help="refresh plugin, description and paper of every (or the named) model from the plugins")
     s.add_argument("models", nargs="*")
     s = sub.add_parser("add", help="add or replace a weight entry from a weights file and its card")
     s.add_argument("weights_path")

@@ -9,6 +9,7 @@ names the checkpoint key and both shapes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -28,6 +29,38 @@ def to_numpy_state(state: Mapping) -> dict[str, np.ndarray]:
             value = value.detach().cpu().numpy()
         out[str(key)] = np.asarray(value)
     return out
+
+
+def read_checkpoint(path) -> dict[str, np.ndarray]:
+    """A ``.pth`` file -> flat ``{key: numpy array}`` of the weights it holds (``module.`` prefixes removed)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading the PyTorch checkpoint {path} needs PyTorch: pip install 'ferzoo[torch]' "
+                          "(or pip install torch)") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    return extract_state(obj, str(path))
+
+
+def extract_state(obj, source: str = "checkpoint") -> dict[str, np.ndarray]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
+    for key in ("model_state_dict", "state_dict"):
+        if key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    state = to_numpy_state({k: v for k, v in obj.items() if hasattr(v, "shape")})
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    if not state:
+        raise CheckpointError(f"{source}: no tensors found (keys: {sorted(obj)[:8]})")
+    return state
 
 
 def _take(state: Mapping[str, np.ndarray], key: str, expected: tuple, source: str) -> np.ndarray:

@@ -64,6 +64,31 @@ def convert_image(image: tf.Tensor, shape: Sequence[int]) -> tf.Tensor:
     return tf.ensure_shape(out, (*image.shape[:-3], height, width, channels))
 
 
+def resize_then_crop(input_shape: Sequence[int], load_size: Sequence[int], crop: str = "center",
+                     seed: int | None = None):
+    """``image -> image``: resize to ``load_size`` (H, W), then crop to ``input_shape`` (H, W, C) at random
+    (``"random"``, one offset per image) or in the centre (``"center"``). Works on one image or a batch."""
+    import keras
+
+    h, w, c = (int(v) for v in input_shape)
+    lh, lw = (int(v) for v in load_size)
+    if lh < h or lw < w:
+        raise ValueError(f"load_size {(lh, lw)} is smaller than the input {(h, w)}; it must be at least as large")
+    if crop not in ("random", "center"):
+        raise ValueError(f"crop must be 'random' or 'center', got {crop!r}")
+    centre = keras.layers.CenterCrop(h, w, dtype="float32")
+
+    def apply(image):
+        image = convert_image(image, (lh, lw, c))
+        if crop == "center":
+            return centre(image)
+        if image.shape.rank == 3:
+            return tf.image.random_crop(image, (h, w, c), seed=seed)
+        return tf.map_fn(lambda im: tf.image.random_crop(im, (h, w, c), seed=seed), image)
+
+    return apply
+
+
 def remap_labels(ds: tf.data.Dataset, source: Sequence[str], target: Sequence[str]) -> tf.data.Dataset:
     """Re-index labels of a data set whose classes are ``source`` into the class order ``target`` (by name)."""
     if list(source) == list(target):
@@ -75,11 +100,13 @@ def remap_labels(ds: tf.data.Dataset, source: Sequence[str], target: Sequence[st
 def prepare(ds: tf.data.Dataset, input_shape: Sequence[int], *, batch_size: int = 32, class_names=None,
             target_class_names=None, shuffle: int | None = None, seed: int | None = None, augment=None,
             cache: bool = False, drop_remainder: bool = False, deterministic: bool | None = None,
-            repeat: bool = False) -> tf.data.Dataset:
+            repeat: bool = False, load_size: Sequence[int] | None = None, crop: str = "center") -> tf.data.Dataset:
     """Unbatched ``(image, label)`` -> batched float32 images of ``input_shape`` (0..255) and int32 labels.
 
     ``augment`` is a callable applied to each batch (e.g. a Keras preprocessing pipeline) after batching.
-    ``target_class_names`` re-indexes labels into a model's class order.
+    ``target_class_names`` re-indexes labels into a model's class order. ``load_size`` ``(H, W)`` resizes every
+    image to that size first and then crops it to ``input_shape``: ``crop="random"`` (training: a fresh
+    offset per image, torchvision ``RandomCrop``) or ``"center"`` (evaluation: ``keras.layers.CenterCrop``).
     """
     names = class_names or class_names_of(ds)
     if target_class_names is not None:
@@ -91,8 +118,12 @@ def prepare(ds: tf.data.Dataset, input_shape: Sequence[int], *, batch_size: int 
     if deterministic is not None:
         opts.deterministic = deterministic
     ds = ds.with_options(opts)
-    ds = ds.map(lambda x, y: (convert_image(x, input_shape), tf.cast(y, tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    if load_size is None:
+        ds = ds.map(lambda x, y: (convert_image(x, input_shape), tf.cast(y, tf.int32)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        cropper = resize_then_crop(input_shape, load_size, crop, seed)
+        ds = ds.map(lambda x, y: (cropper(x), tf.cast(y, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     if shuffle:

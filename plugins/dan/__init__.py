@@ -50,6 +50,7 @@ def register_models(register):
         std=IMAGENET_STD,
         face_alignment="official aligned crops (RAF-DB, AffectNet); RetinaFace for SFEW",
         default_config=dict(DEFAULT_CONFIG),
+        init_config=("backbone_weights",),
         recipes="ferzoo_plugins.dan:recipes",
         explainers={"heads_gradcam++": "ferzoo_plugins.dan.explain:head_gradcam_plus_plus"},
         default_explainer="heads_gradcam++",

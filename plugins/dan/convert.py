@@ -6,8 +6,9 @@
   ``features.0.weight``) becomes ``dan.weights.h5`` + card in the local store (``store_dir("dan", tag)``) or in
   ``output``; ``ferzoo.load("dan", weights=tag)`` then loads it. The number of classes and heads is read from
   the checkpoint (``fc.weight``, ``cat_head{j}``).
-* The MS-Celeb backbone (``{"state_dict": torchvision resnet18}``) becomes ``resnet18.weights.h5`` + card;
-  train from it with ``--config backbone_weights=TAG`` (or a path). ``fc`` (1000 identities) is dropped.
+* The MS-Celeb backbone (``{"state_dict": torchvision resnet18}``) is handed to the core's
+  :func:`ferzoo.backbones.pretrained.save_resnet18` (the backbone store, shared with FDRL); train from it with
+  ``--config backbone_weights=TAG`` (or a path). ``fc`` (1000 identities) is dropped.
 
 Reading ``.pth`` needs PyTorch (``pip install ferzoo[torch]``); it is loaded with ``weights_only=True``.
 """
@@ -20,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ferzoo.backbones.torch_port import CheckpointError, port_layers, resnet18_pairs, to_numpy_state
+from ferzoo.backbones.torch_port import CheckpointError, port_layers, read_checkpoint, resnet18_pairs
 from ferzoo.labels import NATIVE
 
 #: official ``features.N`` indices of ``list(resnet18.children())[:-2]``
@@ -32,38 +33,6 @@ CLASS_ORDERS = {
     "affectnet7": list(NATIVE["affectnet"][:7]),
     "sfew": list(NATIVE["sfew"]),
 }
-
-
-def read_checkpoint(path) -> dict[str, np.ndarray]:
-    """A ``.pth`` file -> flat ``{key: numpy array}`` of the weights it holds (``module.`` prefixes removed)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(f"reading the PyTorch checkpoint {path} needs PyTorch: pip install 'ferzoo[torch]' "
-                          "(or pip install torch)") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    return extract_state(obj, str(path))
-
-
-def extract_state(obj, source: str = "checkpoint") -> dict[str, np.ndarray]:
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected a dict, got {type(obj).__name__}")
-    for key in ("model_state_dict", "state_dict"):
-        if key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    state = to_numpy_state({k: v for k, v in obj.items() if hasattr(v, "shape")})
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    if not state:
-        raise CheckpointError(f"{source}: no tensors found (keys: {sorted(obj)[:8]})")
-    return state
 
 
 def checkpoint_kind(state: Mapping[str, np.ndarray], source: str = "checkpoint") -> str:
@@ -134,15 +103,6 @@ def convert_dan_state(state: Mapping[str, np.ndarray], *, class_names: Sequence[
     return model
 
 
-def convert_resnet18_state(state: Mapping[str, np.ndarray], source: str = "checkpoint"):
-    """torchvision ResNet-18 state dict (MS-Celeb) -> a standalone Keras ResNet-18 feature extractor."""
-    from ferzoo.backbones.resnet import resnet18
-
-    model = resnet18(input_shape=(224, 224, 3))
-    port_layers(resnet18_pairs(model), state, source=source, ignore_prefixes=("fc.",))
-    return model
-
-
 def convert(checkpoint, tag: str | None = None, output=None, *, class_names=None, dataset: str | None = None,
             input_shape=(224, 224, 3), **options) -> Path:
     """Convert ``checkpoint`` (official DAN or MS-Celeb ResNet-18 ``.pth``) and write weights + card.
@@ -160,21 +120,15 @@ def convert(checkpoint, tag: str | None = None, output=None, *, class_names=None
     source = str(checkpoint)
     state = read_checkpoint(checkpoint)
     kind = checkpoint_kind(state, source)
-    out_dir = Path(output) if output is not None else weights_mod.store_dir("dan", tag)
     provenance = {"converted_from": Path(source).name, "source_sha256": weights_mod.sha256_of(source),
                   "converter": "ferzoo_plugins.dan.convert", "tag": tag}
     if kind == "dan":
         model = convert_dan_state(state, class_names=class_names, dataset=dataset, input_shape=input_shape,
                                   source=source)
+        out_dir = Path(output) if output is not None else weights_mod.store_dir("dan", tag)
         return weights_mod.save(model, out_dir / f"dan{weights_mod.WEIGHTS_SUFFIX}", **provenance,
                                 note="official DAN release converted from PyTorch; affinity centres are not in "
                                      "the release and stay at their random init")
-    model = convert_resnet18_state(state, source)
-    path = out_dir / f"resnet18{weights_mod.WEIGHTS_SUFFIX}"
-    with weights_mod.atomic_path(path, suffix=weights_mod.WEIGHTS_SUFFIX) as tmp:
-        model.save_weights(str(tmp))
-        digest = weights_mod.sha256_of(tmp)
-    weights_mod.write_json_atomic(weights_mod.card_path_for(path), {
-        "model": "resnet18_backbone", "file": path.name, "sha256": digest, **provenance,
-        "note": "torchvision ResNet-18 without fc; use with ferzoo.build('dan', backbone_weights=<tag or path>)"})
-    return path
+    from ferzoo.backbones.pretrained import save_resnet18
+
+    return save_resnet18(state, tag=tag, output=output, source=source, converter="ferzoo_plugins.dan.convert")

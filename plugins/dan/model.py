@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import keras
 
-from ferzoo.backbones.resnet import BN_EPSILON, BN_MOMENTUM, resnet18, resnet18_features
+from ferzoo.backbones.pretrained import load_resnet18_into
+from ferzoo.backbones.resnet import BN_EPSILON, BN_MOMENTUM, resnet18_features
 
 from .layers import AttentionFusion, ChannelAttention, HeadSum, SpatialAttention
 
@@ -46,49 +45,5 @@ def build_dan(x, num_classes: int, num_heads: int = 4, final_batchnorm: bool = T
     if final_batchnorm:
         logits = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn")(logits)
     if backbone_weights:
-        load_backbone_weights(features, backbone_weights)
+        load_resnet18_into(features, backbone_weights, model="dan")
     return {"logits": logits, "features": features, "heads": heads}
-
-
-def backbone_layers(features) -> dict[str, keras.layers.Layer]:
-    """The ResNet-18 layers (by name) that produced the tensor ``features``, found by walking the graph."""
-    found, stack, seen = {}, [features], set()
-    while stack:
-        tensor = stack.pop()
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
-            continue
-        layer = history.operation
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if layer.weights:
-            found[layer.name] = layer
-        node = layer._inbound_nodes[history.node_index]
-        stack.extend(node.input_tensors)
-    return found
-
-
-def load_backbone_weights(features, path) -> None:
-    """Copy a standalone ResNet-18 ``.weights.h5`` (written by ``ferzoo convert dan resnet18_msceleb.pth``)
-    into the backbone layers that produced ``features``. A store tag of model ``dan`` is accepted too."""
-    from ferzoo.weights import store_dir
-
-    p = Path(str(path))
-    if not p.exists() and not str(path).endswith(".weights.h5"):
-        p = store_dir("dan", str(path)) / "resnet18.weights.h5"
-    if not p.exists():
-        raise FileNotFoundError(f"dan: backbone_weights {str(path)!r}: no file {p} (convert the MS-Celeb "
-                                "checkpoint with `ferzoo convert dan resnet18_msceleb.pth --tag msceleb` first)")
-    donor = resnet18(input_shape=(64, 64, 3))
-    try:
-        donor.load_weights(str(p))
-    except Exception as exc:  # noqa: BLE001 - h5py/keras raise several types
-        raise ValueError(f"dan: backbone_weights {p}: not a ResNet-18 weights file ({type(exc).__name__}: {exc})") from None
-    targets = backbone_layers(features)
-    for layer in donor.layers:
-        if not layer.weights:
-            continue
-        if layer.name not in targets:
-            raise ValueError(f"dan: backbone layer {layer.name!r} from {p} has no counterpart in the model")
-        targets[layer.name].set_weights(layer.get_weights())

@@ -227,5 +227,5 @@ def test_train_without_validation_and_missing_split(registry, tmp_path):
                    output=str(tmp_path / "run"), dataset_options={"size": 16, "per_class": 4})
     assert result["report"] is None and "metrics" not in result["card"]
     assert (tmp_path / "run" / "toy.weights.h5").exists()
-    with pytest.raises(ValueError, match=r"has no split 'dev'.*\['train', 'val', 'test'\].*val_split='none'"):
+    with pytest.raises(ValueError, match=r"has no split 'dev'.*\['train', 'val', 'test'\].*--val-split none"):
         train("toy", dataset="synthetic", epochs=1, val_split="dev", verbose=0)

@@ -95,18 +95,40 @@ def test_register_wrong_type_is_an_error():
     assert "expected a LossSpec" in reg.plugins["wrongtype"].error
 
 
-def test_name_clash_names_both_plugins():
-    class Other:
+def test_name_clash_lists_both_plugins_and_loads_everything_else(monkeypatch):
+    class First:
         @hookimpl
         def register_models(self, register):
             register(ModelSpec(name="good", builder="a:b"))
+            register(ModelSpec(name="only_first", builder="a:b"))
 
+    class Second:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(name="good", builder="a:b"))
+            register(ModelSpec(name="only_second", builder="a:b"))
+
+    class Third:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(name="third", builder="a:b"))
+
+    monkeypatch.setenv("FERZOO_LOAD_PLUGINS", "")  # only the three plugins below
     reg = Registry()
-    reg.register(Good(), name="first_plugin")
-    reg.ensure_loaded()
-    with pytest.raises(NameClashError, match=r"'good'.*'first_plugin'.*'second_plugin'"):
-        reg.register(Other(), name="second_plugin")
-    assert reg.models["good"].plugin == "first_plugin"
+    reg.register(First(), name="first_plugin")
+    reg.register(Second(), name="second_plugin")
+    reg.register(Third(), name="third_plugin")
+    reg.ensure_loaded()  # never raises half-way
+    for _ in range(2):  # the same, complete result on every call
+        reg.ensure_loaded()
+        assert sorted(reg.models) == ["only_first", "only_second", "third"]
+        for name in ("first_plugin", "second_plugin"):
+            assert "'good'" in reg.plugins[name].error and "first_plugin" in reg.plugins[name].error \
+                and "second_plugin" in reg.plugins[name].error
+        assert reg.plugins["third_plugin"].error is None
+        with pytest.raises(NameClashError, match=r"'good'.*'first_plugin'.*'second_plugin'"):
+            reg.model("good")
+    assert reg.plugins["first_plugin"].models == ["only_first"]
 
 
 def test_loss_name_clash_is_detected_too():
@@ -118,8 +140,10 @@ def test_loss_name_clash_is_detected_too():
     reg = Registry()
     reg.register(L1(), name="p1")
     reg.ensure_loaded()
+    reg.register(L1(), name="p2")
     with pytest.raises(NameClashError, match="loss name clash.*'p1'.*'p2'"):
-        reg.register(L1(), name="p2")
+        reg.loss("same")
+    assert "loss name clash" in reg.plugins["p1"].error and "loss name clash" in reg.plugins["p2"].error
 
 
 def test_broken_entry_point_does_not_break_import(tmp_path):

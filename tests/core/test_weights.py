@@ -71,20 +71,6 @@ def test_zoo_registry_is_one_file_inside_the_package_and_matches_its_schema():
     assert W.zoo_registry() == data
 
 
-def test_zoo_registry_recipes_match_the_plugins(registry):
-    data = W.zoo_registry()
-    builtin = [m for m in ferzoo.list_models() if ferzoo.model_info(m).plugin in ("deep_emotion", "dan")]
-    for name in builtin:
-        assert name in data["models"], (
-            f"{name} is missing from zoo_registry.json; run `python -m ferzoo.weights sync {name}`")
-    for name, entry in data["models"].items():
-        if name not in ferzoo.list_models():
-            continue
-        assert entry["plugin"] == ferzoo.model_info(name).plugin
-        assert entry["recipes"] == W.recipes_snapshot(name), (
-            f"zoo_registry.json recipes of {name} differ from the plugin's; run `python -m ferzoo.weights sync`")
-
-
 def test_every_embedded_registry_entry_matches_its_file_and_loads_offline(registry, monkeypatch):
     """Each embedded entry of zoo_registry.json (e.g. ``deep_emotion.fer2013``): the shipped file has the
     card's sha256 and size, the card beside it agrees, and ``ferzoo.load`` works with no network."""
@@ -124,7 +110,7 @@ def test_every_embedded_registry_entry_matches_its_file_and_loads_offline(regist
 ])
 def test_schema_rejects_bad_cards(tmp_path, monkeypatch, registry, path, value, needle):
     _, _, card = _make_package(tmp_path, monkeypatch)
-    data = {"format_version": 1, "models": {"toy": {"plugin": "toy_plugin", "recipes": {}, "weights": {"demo": card}}}}
+    data = {"format_version": 1, "models": {"toy": {"plugin": "toy_plugin", "weights": {"demo": card}}}}
     assert W.validate_registry(copy.deepcopy(data)) == data
     bad = copy.deepcopy(data)
     target = bad["models"]["toy"]["weights"]["demo"]
@@ -141,7 +127,7 @@ def test_schema_rejects_bad_cards(tmp_path, monkeypatch, registry, path, value, 
 
 def test_registry_rejects_a_card_filed_under_another_model(tmp_path, monkeypatch, registry):
     _, _, card = _make_package(tmp_path, monkeypatch)
-    data = {"format_version": 1, "models": {"other": {"plugin": "p", "recipes": {}, "weights": {"demo": card}}}}
+    data = {"format_version": 1, "models": {"other": {"plugin": "p", "weights": {"demo": card}}}}
     with pytest.raises(W.WeightsError, match="models/other/weights/demo/model"):
         W.validate_registry(data)
 
@@ -188,9 +174,12 @@ def test_path_loading_and_its_errors(tmp_path, registry):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ferzoo.load("toy", weights=tmp_path / "missing.weights.h5")
     lone = tmp_path / "lone.weights.h5"
-    lone.write_bytes(path.read_bytes())
-    with pytest.raises(FileNotFoundError, match="no card lone.json"):
-        ferzoo.load("toy", weights=lone)
+    lone.write_bytes(path.read_bytes())  # copied without its JSON card: the embedded card travels with it
+    assert ferzoo.load("toy", weights=lone).class_names == model.class_names
+    bare = tmp_path / "bare.weights.h5"
+    model.save_weights(str(bare))  # a plain Keras file carries no card
+    with pytest.raises(FileNotFoundError, match="no card bare.json"):
+        ferzoo.load("toy", weights=bare)
     card = json.loads(W.card_path_for(path).read_text())
     card["model"] = "deep_emotion"
     W.write_json_atomic(W.card_path_for(lone), card)
@@ -308,7 +297,7 @@ def test_add_command_writes_a_valid_embedded_entry(tmp_path, monkeypatch, regist
     card = data["models"]["toy"]["weights"]["demo"]
     assert card["sources"] == [{"package": "fz_embedded_pkg", "path": "weights/toy_demo.weights.h5"}]
     assert card["sha256"] == W.sha256_of(path) and card["metrics"]["command"] == "ferzoo evaluate toy"
-    assert data["models"]["toy"]["recipes"] == W.recipes_snapshot("toy")
+    assert "recipes" not in data["models"]["toy"]  # recipes live in the plugin only
     assert W.registry_path().read_text() != target.read_text()  # the shipped catalogue was not touched
     with pytest.raises(SystemExit, match="give --package and/or --url"):
         W._main(["--registry", str(target), "add", str(path), "--tag", "x", "--license", "l", "--dataset-terms", "t"])
