@@ -5,7 +5,7 @@ Two kinds of state:
 * **trained** state (DAN's affinity centres): ``add_weight(..., trainable=True)``; the model's optimizer trains
   it with the network's weights;
 * **rule-updated** state (FDRL's centres, DAF-CNN's triplet-centre centres): ``add_state(...)`` creates a
-  non-trainable variable, and :meth:`AuxiliaryLoss.update` returns its new value. The model calls
+  non-trainable variable, and :meth:`AuxiliaryLoss.update` returns its new value as ``[(variable, value)]``. The model calls
   ``update`` on *training* steps only (never in ``evaluate`` or in ``fit``'s validation pass), after the loss
   is computed, on stop-gradient outputs. Under ``tf.distribute`` the rule must be written with
   :func:`replica_sum` on the batch statistics (sums and counts), so every replica applies the same,
@@ -91,11 +91,12 @@ class AuxiliaryLoss(keras.layers.Layer):
     def compute(self, y_true, outputs: dict, sample_weight=None):
         raise NotImplementedError
 
-    def update(self, y_true, outputs: dict, sample_weight=None) -> dict | None:
+    def update(self, y_true, outputs: dict, sample_weight=None):
         """Rule update of this loss's state on a training step.
 
-        ``outputs`` are stop-gradient copies of the model's outputs from the same forward pass. Return
-        ``{variable: new_value}`` (the model assigns them) or ``None`` for no update. The default does nothing."""
+        ``outputs`` are stop-gradient copies of the model's outputs from the same forward pass. Return a list of
+        ``(variable, new_value)`` pairs (the model assigns them; Keras variables cannot be dict keys) or
+        ``None`` for no update. The default does nothing."""
         return None
 
     def call(self, y_true, outputs, sample_weight=None):

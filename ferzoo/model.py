@@ -189,7 +189,8 @@ class FERModel(keras.Model):
                 continue
             if frozen is None:
                 frozen = {k: keras.ops.stop_gradient(v) for k, v in y_pred.items()}
-            for var, value in (loss.update(y, frozen, sample_weight) or {}).items():
+            updates = loss.update(y, frozen, sample_weight) or ()
+            for var, value in (updates.items() if hasattr(updates, "items") else updates):
                 var.assign(keras.ops.cast(value, var.dtype))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
