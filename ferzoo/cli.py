@@ -24,14 +24,31 @@ def _int_at_least(minimum: int):
     return parse
 
 
-def quiet_tensorflow(verbose: bool) -> None:
-    """Keep TensorFlow's start-up log lines (oneDNN, CPU features, absl) off the terminal unless --verbose.
-    Must run before TensorFlow is imported."""
+TF_COMMANDS = ("train", "evaluate", "predict", "explain", "export", "convert")
+
+
+def quiet_tensorflow(verbose: bool, command: str | None = None) -> None:
+    """Keep TensorFlow's start-up log lines (oneDNN, CPU features, absl's pre-init warning) off the terminal
+    unless --verbose. Some are written by C++ code before any log level applies, so TensorFlow is imported
+    here with the process's stderr pointed at /dev/null for the duration of the import."""
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if command not in TF_COMMANDS or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            except Exception:  # noqa: BLE001 - re-raised below with stderr back
+                pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    import tensorflow  # noqa: F401,E402 - a failed import raises here, visibly
 
 
 def _kv(items):
@@ -329,9 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    quiet_tensorflow("--verbose" in argv)
+    verbose = "--verbose" in argv  # accepted anywhere on the line
+    argv = [a for a in argv if a != "--verbose"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    quiet_tensorflow(verbose, args.command)
     # image paths may come after options too (`ferzoo predict MODEL --weights T a.jpg b.jpg`)
     if extra and hasattr(args, "images") and not any(e.startswith("-") for e in extra):
         args.images = list(args.images) + extra
