@@ -267,7 +267,14 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
     proto = rec["protocol"]
     if val_split is None:
         val_split = rec.get("val_split") or "none"
-        if val_split != "val":
+        splits = list(ds_spec.splits or ())
+        if val_split not in ("none", *splits):
+            # the recipe's split does not exist in this data set (RAF-DB and SFEW release only train and test)
+            fallback = "test" if "test" in splits else "none"
+            say(f"data set {dataset!r} has no split {val_split!r} (recipe {recipe_name!r}); validating on "
+                f"{fallback!r} instead (its splits: {splits}; --val-split to choose)")
+            val_split = fallback
+        elif val_split != "val":
             say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
     opts = dict(dataset_options or {})
     train_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts)

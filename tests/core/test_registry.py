@@ -34,13 +34,13 @@ def test_import_is_lazy_and_fast():
 
 def test_builtin_plugins_come_from_entry_points(registry):
     plugins = {p["name"]: p for p in ferzoo.list_plugins()}
-    for name in ("datasets", "deep_emotion", "dan"):
+    for name in ("datasets", "deep_emotion", "dan", "daf_cnn"):
         assert plugins[name]["source"] == "entry point"
         assert plugins[name]["version"]
     assert "synthetic" in ferzoo.list_datasets()
     assert plugins["toy_plugin"]["source"] == "registered"
     assert plugins["toy_plugin"]["version"] == "9.9"
-    assert plugins["toy_plugin"]["models"] == ["toy"]
+    assert plugins["toy_plugin"]["models"] == ["toy", "toy_rule"]
     assert "toy_centre" in ferzoo.list_losses()
 
 

@@ -157,3 +157,16 @@ def test_sfew(tmp_path):
     (tmp_path / "Val" / "Contempt").mkdir()
     with pytest.raises(DataError, match="Contempt.* is not a class of sfew"):
         ferzoo.get_dataset("sfew", data_dir=str(tmp_path), split="val")
+
+
+def test_train_on_the_rafdb_release_needs_no_extra_flag(tmp_path):
+    """`ferzoo train NAME --dataset rafdb --data-dir D`: RAF-DB has only train and test; the recipe (or, with
+    no recipe of its own, one printed line) picks the split that validates."""
+    from ferzoo.cli import main
+
+    make_raf(tmp_path / "basic")
+    out = tmp_path / "run"
+    assert main(["train", "deep_emotion", "--dataset", "rafdb", "--data-dir", str(tmp_path / "basic"), "--epochs",
+                 "1", "--batch-size", "7", "--output", str(out)]) == 0
+    card = ferzoo.weights.read_card(out / "deep_emotion.weights.h5")
+    assert card["metrics"]["split"] == "test" and card["metrics"]["num_examples"] == 7
