@@ -384,7 +384,7 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         if lr is not None:
             callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
         hist = model.fit(train_pipe(epoch), validation_data=val_pipe, epochs=epoch + 1, initial_epoch=epoch,
-                         verbose=verbose, callbacks=callbacks)
+                         verbose=verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
         logs = {k: float(v[-1]) for k, v in hist.history.items()}
         if lr is not None:
             logs["learning_rate"] = lr
