@@ -50,6 +50,18 @@ def class_sums(values, labels, num_classes: int, sample_weight=None):
     return replica_sum(sums), replica_sum(counts)
 
 
+def reduce_per_sample(values, sample_weight=None, reduction: str = "mean"):
+    """Per-sample loss values (B,) -> a scalar: their (weighted) sum, or that sum divided by the batch size
+    (by the weight sum when ``sample_weight`` is given) for ``reduction="mean"``."""
+    values = ops.cast(values, "float32")
+    if sample_weight is not None:
+        w = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        total, count = ops.sum(values * w), ops.sum(w)
+    else:
+        total, count = ops.sum(values), ops.cast(ops.shape(values)[0], "float32")
+    return total if reduction == "sum" else total / ops.maximum(count, 1e-12)
+
+
 def centre_loss_update(centres, values, labels, rate: float, sample_weight=None):
     """Wen et al. (2016) centre update: ``c_j <- c_j - rate * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)``.
 

@@ -79,9 +79,10 @@ def recipe_for(model_name: str, dataset: str, recipe: str | None = None) -> tupl
                        f"recipe (its data set recipes: {others or 'none'}; choose one with --recipe)")
 
 
-def default_tag(model_name: str, dataset: str) -> tuple[str, str | None]:
+def default_tag(model_name: str, dataset: str, registered=None) -> tuple[str, str | None]:
     """A local run's store tag: the data set name, unless a registered (shipped) tag has it."""
-    registered = {tag for (_, tag) in weights_mod.entries(model_name)}
+    if registered is None:
+        registered = {tag for (_, tag) in weights_mod.entries(model_name)}
     if dataset not in registered:
         return dataset, None
     tag = f"{dataset}-local"
@@ -120,16 +121,7 @@ def _load_init_source(model_name: str, init_from: str):
     import ferzoo
 
     if weights_mod._looks_like_path(init_from):
-        path = Path(init_from)
-        if path.is_dir():
-            found = sorted(path.glob(f"*{weights_mod.WEIGHTS_SUFFIX}"))
-            if len(found) != 1:
-                raise FileNotFoundError(f"--init-from {init_from}: expected one {weights_mod.WEIGHTS_SUFFIX} file in "
-                                        f"the folder, found {[p.name for p in found] or 'none'}")
-            path = found[0]
-        if not path.is_file():
-            raise FileNotFoundError(f"--init-from: weights file {path} does not exist")
-        return weights_mod.load_file(None, path)
+        return weights_mod.load_file(None, weights_mod.weights_file(init_from, "--init-from"))
     return ferzoo.load(model_name, weights=init_from)
 
 
@@ -234,7 +226,7 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         say(note)
     registered = {t for (_, t) in weights_mod.entries(model_name)}
     if tag is None:
-        tag, note = default_tag(model_name, dataset)
+        tag, note = default_tag(model_name, dataset, registered)
         if note and output is None:
             say(note)
     elif tag in registered and output is None:

@@ -547,6 +547,20 @@ def _looks_like_path(weights) -> bool:
     return text.endswith(WEIGHTS_SUFFIX) or "/" in text or os.sep in text
 
 
+def weights_file(weights: str | os.PathLike, label: str) -> Path:
+    """A weights path, or a folder holding exactly one weights file, -> that file; errors start with ``label``."""
+    path = Path(weights)
+    if path.is_dir():
+        found = sorted(path.glob(f"*{WEIGHTS_SUFFIX}"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"{label}: {path}: expected one {WEIGHTS_SUFFIX} file in the folder, found "
+                                    f"{[p.name for p in found] or 'none'}")
+        path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"{label}: weights file {path} does not exist")
+    return path
+
+
 def load(name: str, weights: str | os.PathLike | None = None, **build_kwargs):
     """``ferzoo.load``: build ``name``; with ``weights`` a tag or a path, load those weights (see module doc)."""
     import ferzoo
@@ -555,16 +569,7 @@ def load(name: str, weights: str | os.PathLike | None = None, **build_kwargs):
     if weights is None:
         return ferzoo.build(name, **build_kwargs)
     if _looks_like_path(weights):
-        path = Path(weights)
-        if path.is_dir():
-            found = sorted(path.glob(f"*{WEIGHTS_SUFFIX}"))
-            if len(found) != 1:
-                raise FileNotFoundError(f"{path}: expected one {WEIGHTS_SUFFIX} file in the folder, found "
-                                        f"{[p.name for p in found] or 'none'}")
-            path = found[0]
-        if not path.is_file():
-            raise FileNotFoundError(f"model {name!r}: weights file {path} does not exist")
-        return load_file(name, path, **build_kwargs)
+        return load_file(name, weights_file(weights, f"model {name!r}"), **build_kwargs)
     tag = str(weights)
     path, card = resolve(name, tag)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ferzoo.losses import AuxiliaryLoss, class_sums
+from ferzoo.losses import AuxiliaryLoss, class_sums, reduce_per_sample
 
 from .layers import PACKAGE
 
@@ -63,16 +63,7 @@ def tc_loss(embeddings, labels, centres, margin: float, *, reduction: str = "mea
     if not centre_gradient:
         centres = ops.stop_gradient(centres)
     per_sample, _ = tc_terms(embeddings, labels, centres, margin, distance)
-    if sample_weight is not None:
-        w = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
-        total = ops.sum(per_sample * w)
-        count = ops.sum(w)
-    else:
-        total = ops.sum(per_sample)
-        count = ops.cast(ops.shape(per_sample)[0], "float32")
-    if reduction == "sum":
-        return total
-    return total / ops.maximum(count, 1e-12)
+    return reduce_per_sample(per_sample, sample_weight, reduction)
 
 
 def tc_centre_update(embeddings, labels, centres, margin: float, alpha: float = 0.5, *,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ferzoo.losses import AuxiliaryLoss
+from ferzoo.losses import AuxiliaryLoss, reduce_per_sample
 
 from .layers import PACKAGE
 
@@ -54,14 +54,7 @@ def affinity_loss(features, labels, centres, *, form: str = "affinity", reductio
         raise ValueError(f"affinity loss: features have dimension {x.shape[-1]} but centres have shape {centres.shape}")
     y = ops.cast(ops.reshape(labels, (-1,)), "int32")
     dist = ops.sum(ops.square(x - ops.take(centres, y, axis=0)), axis=-1)
-    if sample_weight is not None:
-        w = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
-        total = ops.sum(dist * w)
-        count = ops.sum(w)
-    else:
-        total = ops.sum(dist)
-        count = ops.cast(ops.shape(dist)[0], "float32")
-    value = total / ops.maximum(count, 1e-12) if reduction == "mean" else total
+    value = reduce_per_sample(dist, sample_weight, reduction)
     if form == "affinity":
         value = value / centre_spread(centres)
     return value
