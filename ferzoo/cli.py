@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", help="write weights + card here instead of the store")
     s.add_argument("--recipe", help="recipe name (default: the data set's, else 'default')")
     s.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
-    s.add_argument("--mixed-precision", action="store_true")
+    s.add_argument("--mixed-precision", nargs="?", const="auto", default=None, metavar="float16|bfloat16",
+                   help="train in mixed precision; bare: float16 on a GPU, bfloat16 on a CPU (printed)")
     s.add_argument("--seed", type=_int_at_least(0), default=0)
     s.add_argument("--limit", type=_int_at_least(1), help="use only the first N examples of each split (smoke runs)")
     s.add_argument("--val-split",

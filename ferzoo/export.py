@@ -73,7 +73,17 @@ def parity(reference: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def keras_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    out = [np.asarray(model.predict_on_batch(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    """The Keras model's single-pass probabilities (what an export computes: a test-time augmentation that
+    the weights' card names, ``model.tta``, is the caller's to apply to the exported model's outputs)."""
+    tta = getattr(model, "tta", None)
+    if tta:
+        model.tta = None
+    try:
+        out = [np.asarray(model.predict_on_batch(images[i:i + batch_size]))
+               for i in range(0, len(images), batch_size)]
+    finally:
+        if tta:
+            model.tta = tta
     return np.concatenate(out).astype(np.float32)
 
 

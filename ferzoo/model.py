@@ -68,6 +68,26 @@ class FERModel(keras.Model):
         #: ``[H, W]`` when the weights were trained on images resized to that size and cropped to the input
         #: (recipe ``load_size``): inference resizes to it and takes the centre crop
         self.eval_crop = None
+        self._tta = None
+
+    #: test-time augmentations :attr:`tta` accepts (``None``: the single image as given)
+    TTA_CHOICES = (None, "flip")
+
+    @property
+    def tta(self) -> str | None:
+        """Test-time augmentation of :meth:`predict`, :meth:`predict_classes` and :meth:`evaluate`: ``None``
+        (one pass) or ``"flip"`` (mean of the probabilities of the image and its mirror image). Weights whose
+        card names one (``"tta"``) load with it; the training pass and exports always see the plain model."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, value) -> None:
+        value = None if value in (None, "none") else value
+        if value not in self.TTA_CHOICES:
+            raise ValueError(f"tta must be one of none, {', '.join(c for c in self.TTA_CHOICES if c)}; got {value!r}")
+        if value != getattr(self, "_tta", None):
+            self.predict_function = None  # traced with the old setting
+        self._tta = value
 
     # -- description -----------------------------------------------------------------------------------------
     @property
@@ -93,6 +113,7 @@ class FERModel(keras.Model):
             "config": self.card_config(),
             "recipe": self.recipe_name,
             "eval_crop": self.eval_crop,
+            "tta": self.tta,
             "aux_losses": [loss.name for loss in self.aux_losses],
             "trainable_params": int(sum(np.prod(v.shape) for v in self.trainable_weights)),
         }
@@ -170,6 +191,10 @@ class FERModel(keras.Model):
         main = y_pred["logits"] if self._main_from_logits else y_pred["probabilities"]
         total = super().compute_loss(x=x, y=y, y_pred=main, sample_weight=sample_weight, training=training)
         scale = 1.0 / num_replicas()
+        if self.aux_losses:
+            # under a mixed policy the outputs are float16 / bfloat16: every auxiliary loss (and its centre
+            # rule) computes in float32, so distances and squared norms neither overflow nor lose the centres
+            y_pred = {k: keras.ops.cast(v, "float32") if _is_low_float(v) else v for k, v in y_pred.items()}
         for loss, tracker in zip(self.aux_losses, self.aux_trackers):
             value = keras.ops.cast(loss.compute(y, y_pred, sample_weight), "float32")
             tracker.update_state(value)
@@ -205,7 +230,10 @@ class FERModel(keras.Model):
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)["probabilities"]
+        probs = self(x, training=False)["probabilities"]
+        if self._tta == "flip":
+            probs = 0.5 * (probs + self(keras.ops.flip(x, axis=2), training=False)["probabilities"])
+        return probs
 
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; adds the recipe's per-epoch learning-rate schedule when ``compile()`` took the
@@ -245,14 +273,16 @@ class FERModel(keras.Model):
         return decode_predictions(probs, self.class_names, top_k)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
-                 callbacks=None, return_dict=False, *, class_names: Sequence[str] | None = None, **kwargs):
+                 callbacks=None, return_dict=False, *, class_names: Sequence[str] | None = None, tta="model",
+                 **kwargs):
         """Accuracy, balanced accuracy, macro-F1 and the confusion matrix, with class names.
 
         ``x`` is a ``tf.data.Dataset`` of ``(images, labels)`` (batched or not) or an array with labels ``y``.
         Labels are matched to this model's classes *by name* when the data carries ``class_names`` (or they
         are passed), so a data set with another class order evaluates correctly. A progress bar is shown on a
         terminal unless ``verbose=0``; ``print(report)`` gives a table. ``keras_evaluate`` gives Keras'
-        loss-and-metrics evaluation.
+        loss-and-metrics evaluation. ``tta``: ``"model"`` (default: :attr:`tta`, as the weights' card says),
+        ``None`` / ``"none"`` (one pass) or ``"flip"``; the report's ``tta`` field says which was used.
         """
         if kwargs.get("_use_cached_eval_dataset"):  # fit()'s validation pass: Keras semantics
             return super().evaluate(x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
@@ -265,6 +295,13 @@ class FERModel(keras.Model):
             from .labels import label_mapping
 
             mapping = np.asarray(label_mapping(names, self.class_names))
+        if tta != "model":
+            kept = self.tta
+            self.tta = tta
+            try:
+                return self.evaluate(x, y, batch_size=batch_size, verbose=verbose, steps=steps, class_names=names)
+            finally:
+                self.tta = kept
         y_true, y_pred = [], []
         batches = _iterate(x, y, batch_size or 64, steps)
         if verbose not in (0, "silent", False):
@@ -283,7 +320,9 @@ class FERModel(keras.Model):
             if yt.max(initial=0) >= len(mapping) or yt.min(initial=0) < 0:
                 raise ValueError(f"label {int(yt.max())} is out of range for the data's {len(mapping)} classes")
             yt = mapping[yt]
-        return classification_report(yt, np.concatenate(y_pred), self.class_names)
+        report = classification_report(yt, np.concatenate(y_pred), self.class_names)
+        report["tta"] = self.tta
+        return report
 
     def keras_evaluate(self, *args, **kwargs):
         """Keras' own ``evaluate`` (compiled loss and metrics)."""
@@ -338,6 +377,11 @@ class _SmoothedSparseCE(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}
+
+
+def _is_low_float(value) -> bool:
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16")
 
 
 def decode_predictions(probs, class_names: Sequence[str], top_k: int = 1) -> list[list[tuple[str, float]]]:

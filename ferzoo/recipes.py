@@ -22,7 +22,9 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``report_mean_last`` k > 0 also reports the mean of the last k epochs' validation metrics;
                ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best"}`` divides
                the learning rate on a plateau and, with ``reload_best``, reloads the best weights first;
-               ``drop_remainder`` drops the last partial training batch
+               ``drop_remainder`` drops the last partial training batch;
+               ``tta`` ``null`` or ``"flip"``: the test-time augmentation of the final report, stored in the
+               card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
 and free keys that the data pipeline and the ``train`` driver read (``note``, ``paper_test_accuracy``, ...).
 """
 
@@ -49,7 +51,8 @@ DEFAULT_RECIPE = {
     "protocol": {},
 }
 
-DEFAULT_PROTOCOL = {"keep": "best", "report_mean_last": 0, "reduce_on_plateau": None, "drop_remainder": False}
+DEFAULT_PROTOCOL = {"keep": "best", "report_mean_last": 0, "reduce_on_plateau": None, "drop_remainder": False,
+                    "tta": None}
 PLATEAU_KEYS = {"monitor": "val_loss", "factor": 0.1, "patience": 10, "min_lr": 0.0, "reload_best": False,
                 "min_delta": 0.0}
 
@@ -95,6 +98,8 @@ def protocol_of(recipe: Mapping, model: str = "?") -> dict:
     proto = {**DEFAULT_PROTOCOL, **given}
     if proto["keep"] not in ("best", "last"):
         raise ValueError(f"model {model!r}: protocol keep must be 'best' or 'last', got {proto['keep']!r}")
+    if proto["tta"] not in (None, "flip"):
+        raise ValueError(f"model {model!r}: protocol tta must be null or 'flip', got {proto['tta']!r}")
     k = proto["report_mean_last"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise ValueError(f"model {model!r}: protocol report_mean_last must be an integer >= 0, got {k!r}")

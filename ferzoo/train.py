@@ -19,6 +19,7 @@ or ``<data set>-local`` when a shipped weight tag already has that name) with th
 from __future__ import annotations
 
 import json
+import contextlib
 import math
 import shlex
 import shutil
@@ -192,10 +193,72 @@ class _Run:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+PRECISIONS = {"float32": "float32", "float16": "mixed_float16", "mixed_float16": "mixed_float16",
+              "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
+
+
+def precision_policy(choice, say=None) -> str:
+    """The Keras dtype policy for ``--mixed-precision``: ``False``/``None``/``"float32"`` -> ``"float32"``;
+    ``"float16"`` / ``"bfloat16"`` (or their ``mixed_`` names); ``True`` / ``"auto"`` -> ``mixed_float16`` when a
+    GPU is visible, else ``mixed_bfloat16`` (fast on CPUs with AMX / AVX-512 BF16), printed through ``say``."""
+    if choice in (None, False):
+        return "float32"
+    if choice is True or choice == "auto":
+        import tensorflow as tf
+
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        if say:
+            say(f"mixed precision: {policy} ({'a GPU is visible' if policy == 'mixed_float16' else 'no GPU'}; "
+                f"--mixed-precision float16|bfloat16 to choose)")
+        return policy
+    if choice not in PRECISIONS:
+        raise ValueError(f"--mixed-precision: {choice!r} is not one of auto, {', '.join(sorted(PRECISIONS))}")
+    return PRECISIONS[choice]
+
+
+SHUFFLE_BUFFER = 20000  # decoded images held by the per-epoch shuffle of the train pipeline
+
+
+def _shuffled_train_split(dataset: str, data_dir, opts: dict, seed: int):
+    """``(train split, whether its reader shuffled the file order)``.
+
+    Readers list files in a fixed order, often class by class (FER-2013's folders), and the pipeline's
+    shuffle buffer holds at most SHUFFLE_BUFFER decoded images, so a larger data set read in order would start
+    each epoch with no image of its last classes. Readers that take the common ``shuffle`` option shuffle the
+    whole file table before decoding (cheap); the caller reports the others when the buffer is too small."""
+    import inspect
+
+    import ferzoo
+    from .specs import resolve
+
+    if "shuffle" in opts:
+        return ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts), bool(opts["shuffle"])
+    loader = ferzoo.get_registry().dataset(dataset).loader
+    params = inspect.signature(resolve(loader) if isinstance(loader, str) else loader).parameters
+    takes = "shuffle" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if not takes:
+        return ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts), False
+    extra = {"shuffle": True, **({} if "seed" in opts else {"seed": seed})}
+    return ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts, **extra), True
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to ``name`` for the block, then restored."""
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = None, *, epochs: int | None = None,
           batch_size: int | None = None, tag: str | None = None, output: str | None = None,
           recipe: str | None = None, val_split: str | None = None, strategy: str = "auto", seed: int = 0,
-          mixed_precision: bool = False, limit: int | None = None, verbose: int = 1,
+          mixed_precision: bool | str | None = False, limit: int | None = None, verbose: int = 1,
           config: Mapping[str, Any] | None = None, dataset_options: Mapping[str, Any] | None = None,
           command: str | None = None, input_shape=None, init_from: str | None = None, resume: bool = False,
           say=None) -> dict:
@@ -253,186 +316,195 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
             batch_size = previous["settings"]["batch_size"]
 
     keras.utils.set_random_seed(seed)
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    rec = resolve_recipe(ferzoo.model_info(model_name).recipe_table(), recipe_name, model_name)
-    proto = rec["protocol"]
-    if val_split is None:
-        val_split = rec.get("val_split") or "none"
-        splits = list(ds_spec.splits or ())
-        if val_split not in ("none", *splits):
-            # the recipe's split does not exist in this data set (RAF-DB and SFEW release only train and test)
-            fallback = "test" if "test" in splits else "none"
-            say(f"data set {dataset!r} has no split {val_split!r} (recipe {recipe_name!r}); validating on "
-                f"{fallback!r} instead (its splits: {splits}; --val-split to choose)")
-            val_split = fallback
-        elif val_split != "val":
-            say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
-    opts = dict(dataset_options or {})
-    train_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split="train", **opts)
-    if val_split in (None, "none"):
-        val_split, val_ds = None, None
-    elif val_split not in (ds_spec.splits or ()):
-        raise ValueError(f"data set {dataset!r} has no split {val_split!r} to validate on; its splits: "
-                         f"{list(ds_spec.splits)}; pass --val-split none to train without validation")
-    else:
-        val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts)
-    class_names = class_names_of(train_ds)
-    if limit:
-        train_ds = ferzoo.data.with_class_names(train_ds.take(limit), class_names)
-        if val_ds is not None:
-            val_ds = ferzoo.data.with_class_names(val_ds.take(limit), class_names_of(val_ds))
-
-    strat = pick_strategy(strategy)
-    with strat.scope():
-        model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
-                             input_shape=tuple(input_shape) if input_shape else None,
-                             recipe=recipe_name, **dict(config or {}))
-        init_report = None
-        if init_from:
-            init_report = transfer_weights(_load_init_source(model_name, init_from), model)
-            skipped = init_report["not_transferred"]
-            say(f"--init-from {init_from}: transferred {len(init_report['transferred'])} layers"
-                + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
-        model.compile()
-    if epochs is None:
-        epochs = int(rec["epochs"])
-        say(f"epochs: {epochs} (recipe {recipe_name!r}; --epochs to change)")
-    if batch_size is None:
-        batch_size = int(rec["batch_size"])
-        say(f"batch size: {batch_size} (recipe {recipe_name!r}; --batch-size to change)")
-    global_batch = int(batch_size) * strat.num_replicas_in_sync
-    shape = model.input_shape_hwc
-    load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
-    model.eval_crop = list(load_size) if load_size else None
-
-    augment = None
-    if rec.get("augmentation"):
-        from .data.augment import build_augmentation
-
-        augment = build_augmentation(rec["augmentation"], shape, seed=seed)
-    sampled = train_ds
-    if rec.get("sampler"):
-        from .data.augment import apply_sampler
-
-        sampled = apply_sampler(train_ds, rec["sampler"], seed=seed)
-    n_train = _num_examples(sampled)
-    if n_train == 0:
-        raise ValueError(f"data set {dataset!r}: the train split is empty")
-
-    def train_pipe(epoch: int):
-        return prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
-                       shuffle=min(n_train, 20000), seed=seed * 100003 + epoch, augment=augment,
-                       drop_remainder=proto["drop_remainder"], load_size=load_size, crop="random")
-
-    val_pipe = None
-    if val_ds is not None:
-        val_pipe = prepare(val_ds, shape, batch_size=global_batch, target_class_names=model.class_names,
-                           load_size=load_size, crop="center")
-
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
-    plateau = proto["reduce_on_plateau"]
-    if plateau and val_pipe is None and str(plateau["monitor"]).startswith("val_"):
-        plateau = {**plateau, "monitor": plateau["monitor"][4:]}
-    base_lr = model._base_lr
-    schedule = model._schedule
-    state = {"format": CHECKPOINT_FORMAT, "epoch": 0, "epochs": epochs, "history": {},
-             "best": None, "best_epoch": None, "lr_scale": 1.0, "plateau_best": None, "plateau_wait": 0,
-             "train_seconds": 0.0,
-             "settings": {"model": model_name, "dataset": dataset, "recipe": recipe_name, "seed": seed,
-                          "batch_size": int(batch_size), "val_split": val_split}}
-    best_weights = None
-    if previous is not None:
-        with strat.scope():
-            restored, best_weights = run.restore(model)
-        state.update({k: restored[k] for k in ("epoch", "history", "best", "best_epoch", "lr_scale", "plateau_best",
-                                               "plateau_wait", "train_seconds")})
-        state["epochs"] = epochs
-        if state["epoch"] >= epochs:
-            say(f"the checkpoint has {state['epoch']} epochs done; nothing left to train for --epochs {epochs}")
+    policy = precision_policy(mixed_precision, say)
+    with dtype_policy(policy):
+        rec = resolve_recipe(ferzoo.model_info(model_name).recipe_table(), recipe_name, model_name)
+        proto = rec["protocol"]
+        if val_split is None:
+            val_split = rec.get("val_split") or "none"
+            splits = list(ds_spec.splits or ())
+            if val_split not in ("none", *splits):
+                # the recipe's split does not exist in this data set (RAF-DB and SFEW release only train and test)
+                fallback = "test" if "test" in splits else "none"
+                say(f"data set {dataset!r} has no split {val_split!r} (recipe {recipe_name!r}); validating on "
+                    f"{fallback!r} instead (its splits: {splits}; --val-split to choose)")
+                val_split = fallback
+            elif val_split != "val":
+                say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
+        opts = dict(dataset_options or {})
+        train_ds, reader_shuffled = _shuffled_train_split(dataset, data_dir, opts, seed)
+        if val_split in (None, "none"):
+            val_split, val_ds = None, None
+        elif val_split not in (ds_spec.splits or ()):
+            raise ValueError(f"data set {dataset!r} has no split {val_split!r} to validate on; its splits: "
+                             f"{list(ds_spec.splits)}; pass --val-split none to train without validation")
         else:
-            say(f"resuming from epoch {state['epoch']} of {epochs} ({run.root})")
+            val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts)
+        class_names = class_names_of(train_ds)
+        if limit:
+            train_ds = ferzoo.data.with_class_names(train_ds.take(limit), class_names)
+            if val_ds is not None:
+                val_ds = ferzoo.data.with_class_names(val_ds.take(limit), class_names_of(val_ds))
 
-    def lr_for(epoch: int) -> float | None:
-        if base_lr is None:
-            return None
-        from .recipes import learning_rate_at
+        strat = pick_strategy(strategy)
+        with strat.scope():
+            model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
+                                 input_shape=tuple(input_shape) if input_shape else None,
+                                 recipe=recipe_name, **dict(config or {}))
+            init_report = None
+            if init_from:
+                init_report = transfer_weights(_load_init_source(model_name, init_from), model)
+                skipped = init_report["not_transferred"]
+                say(f"--init-from {init_from}: transferred {len(init_report['transferred'])} layers"
+                    + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
+            model.compile()
+        if epochs is None:
+            epochs = int(rec["epochs"])
+            say(f"epochs: {epochs} (recipe {recipe_name!r}; --epochs to change)")
+        if batch_size is None:
+            batch_size = int(rec["batch_size"])
+            say(f"batch size: {batch_size} (recipe {recipe_name!r}; --batch-size to change)")
+        global_batch = int(batch_size) * strat.num_replicas_in_sync
+        shape = model.input_shape_hwc
+        load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
+        model.eval_crop = list(load_size) if load_size else None
 
-        lr = learning_rate_at(schedule, base_lr, epoch) * state["lr_scale"]
-        return max(lr, float(plateau["min_lr"])) if plateau else lr
+        augment = None
+        if rec.get("augmentation"):
+            from .data.augment import build_augmentation
 
-    def better(value, best, mode_max: bool) -> bool:
-        if best is None:
-            return True
-        return value > best if mode_max else value < best
+            augment = build_augmentation(rec["augmentation"], shape, seed=seed)
+        sampled = train_ds
+        if rec.get("sampler"):
+            from .data.augment import apply_sampler
 
-    for epoch in range(state["epoch"], epochs):
-        start = time.time()
-        if verbose:
-            say(f"epoch {epoch + 1}/{epochs}")
-        callbacks = []
-        lr = lr_for(epoch)
-        if lr is not None:
-            callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
-        hist = model.fit(train_pipe(epoch), validation_data=val_pipe, epochs=epoch + 1, initial_epoch=epoch,
-                         verbose=verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
-        logs = {k: float(v[-1]) for k, v in hist.history.items()}
-        if lr is not None:
-            logs["learning_rate"] = lr
-        for k, v in logs.items():
-            state["history"].setdefault(k, []).append(v)
-        value = logs.get(monitor)
-        mode_max = "loss" not in monitor
-        if value is not None and math.isfinite(value) and better(value, state["best"], mode_max):
-            state["best"], state["best_epoch"] = value, epoch + 1
-            best_weights = [np.asarray(w) for w in model.get_weights()]
-        if plateau:
-            pv = logs.get(plateau["monitor"])
-            pmax = "loss" not in plateau["monitor"]
-            delta = float(plateau["min_delta"])
-            improved = pv is not None and (state["plateau_best"] is None or (
-                pv > state["plateau_best"] + delta if pmax else pv < state["plateau_best"] - delta))
-            if improved:
-                state["plateau_best"], state["plateau_wait"] = pv, 0
+            sampled = apply_sampler(train_ds, rec["sampler"], seed=seed)
+        n_train = _num_examples(sampled)
+        if n_train == 0:
+            raise ValueError(f"data set {dataset!r}: the train split is empty")
+        if not reader_shuffled and n_train > SHUFFLE_BUFFER:
+            say(f"data set {dataset!r}: its reader takes no shuffle option, so its {n_train} train examples are "
+                f"read in the reader's order and mixed only by a {SHUFFLE_BUFFER}-image shuffle buffer")
+
+        def train_pipe(epoch: int):
+            return prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
+                           shuffle=min(n_train, SHUFFLE_BUFFER), seed=seed * 100003 + epoch, augment=augment,
+                           drop_remainder=proto["drop_remainder"], load_size=load_size, crop="random")
+
+        val_pipe = None
+        if val_ds is not None:
+            val_pipe = prepare(val_ds, shape, batch_size=global_batch, target_class_names=model.class_names,
+                               load_size=load_size, crop="center")
+
+        command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
+        plateau = proto["reduce_on_plateau"]
+        if plateau and val_pipe is None and str(plateau["monitor"]).startswith("val_"):
+            plateau = {**plateau, "monitor": plateau["monitor"][4:]}
+        base_lr = model._base_lr
+        schedule = model._schedule
+        state = {"format": CHECKPOINT_FORMAT, "epoch": 0, "epochs": epochs, "history": {},
+                 "best": None, "best_epoch": None, "lr_scale": 1.0, "plateau_best": None, "plateau_wait": 0,
+                 "train_seconds": 0.0,
+                 "settings": {"model": model_name, "dataset": dataset, "recipe": recipe_name, "seed": seed,
+                              "batch_size": int(batch_size), "val_split": val_split}}
+        best_weights = None
+        if previous is not None:
+            with strat.scope():
+                restored, best_weights = run.restore(model)
+            state.update({k: restored[k] for k in ("epoch", "history", "best", "best_epoch", "lr_scale", "plateau_best",
+                                                   "plateau_wait", "train_seconds")})
+            state["epochs"] = epochs
+            if state["epoch"] >= epochs:
+                say(f"the checkpoint has {state['epoch']} epochs done; nothing left to train for --epochs {epochs}")
             else:
-                state["plateau_wait"] += 1
-                if state["plateau_wait"] > int(plateau["patience"]):
-                    state["lr_scale"] *= float(plateau["factor"])
-                    state["plateau_wait"] = 0
-                    msg = f"epoch {epoch + 1}: {plateau['monitor']} on a plateau; learning rate x{plateau['factor']}"
-                    if plateau["reload_best"] and best_weights is not None:
-                        model.set_weights(best_weights)
-                        msg += f", best weights (epoch {state['best_epoch']}) reloaded"
-                    say(msg)
-        state["epoch"] = epoch + 1
-        state["train_seconds"] += time.time() - start
-        run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
+                say(f"resuming from epoch {state['epoch']} of {epochs} ({run.root})")
 
-    if proto["keep"] == "best" and best_weights is not None:
-        model.set_weights(best_weights)
-    kept_epoch = state["best_epoch"] if proto["keep"] == "best" and best_weights is not None else state["epoch"]
-    report = None
-    card: dict = {"dataset": dataset, "recipe": rec, "recipe_name": recipe_name, "command": command,
-                  "epochs_run": state["epoch"], "kept": proto["keep"], "kept_epoch": kept_epoch,
-                  "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
-                  "train_examples": n_train, "seed": seed, "batch_size": int(batch_size)}
-    if init_report is not None:
-        card["init_from"] = {"source": str(init_from), **init_report}
-    if val_pipe is not None:
-        report = model.evaluate(val_pipe, verbose=0)
-        card["metrics"] = {"split": val_split, "accuracy": report["accuracy"],
-                           "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"],
-                           "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"],
-                           "epoch": kept_epoch}
-        k = proto["report_mean_last"]
-        accs = state["history"].get("val_accuracy", [])
-        if k:
-            last = accs[-k:]
-            card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
-    weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
-    weights_mod.save(model, weights_path, **card)
-    weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
-    run.clear()
-    return {"model": model, "weights": str(weights_path), "card": weights_mod.read_card(weights_path),
-            "report": report, "history": state["history"], "seconds": state["train_seconds"], "tag": tag}
+        def lr_for(epoch: int) -> float | None:
+            if base_lr is None:
+                return None
+            from .recipes import learning_rate_at
+
+            lr = learning_rate_at(schedule, base_lr, epoch) * state["lr_scale"]
+            return max(lr, float(plateau["min_lr"])) if plateau else lr
+
+        def better(value, best, mode_max: bool) -> bool:
+            if best is None:
+                return True
+            return value > best if mode_max else value < best
+
+        for epoch in range(state["epoch"], epochs):
+            start = time.time()
+            if verbose:
+                say(f"epoch {epoch + 1}/{epochs}")
+            callbacks = []
+            lr = lr_for(epoch)
+            if lr is not None:
+                callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
+            hist = model.fit(train_pipe(epoch), validation_data=val_pipe, epochs=epoch + 1, initial_epoch=epoch,
+                             verbose=verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
+            logs = {k: float(v[-1]) for k, v in hist.history.items()}
+            if lr is not None:
+                logs["learning_rate"] = lr
+            for k, v in logs.items():
+                state["history"].setdefault(k, []).append(v)
+            value = logs.get(monitor)
+            mode_max = "loss" not in monitor
+            if value is not None and math.isfinite(value) and better(value, state["best"], mode_max):
+                state["best"], state["best_epoch"] = value, epoch + 1
+                best_weights = [np.asarray(w) for w in model.get_weights()]
+            if plateau:
+                pv = logs.get(plateau["monitor"])
+                pmax = "loss" not in plateau["monitor"]
+                delta = float(plateau["min_delta"])
+                improved = pv is not None and (state["plateau_best"] is None or (
+                    pv > state["plateau_best"] + delta if pmax else pv < state["plateau_best"] - delta))
+                if improved:
+                    state["plateau_best"], state["plateau_wait"] = pv, 0
+                else:
+                    state["plateau_wait"] += 1
+                    if state["plateau_wait"] > int(plateau["patience"]):
+                        state["lr_scale"] *= float(plateau["factor"])
+                        state["plateau_wait"] = 0
+                        msg = f"epoch {epoch + 1}: {plateau['monitor']} on a plateau; learning rate x{plateau['factor']}"
+                        if plateau["reload_best"] and best_weights is not None:
+                            model.set_weights(best_weights)
+                            msg += f", best weights (epoch {state['best_epoch']}) reloaded"
+                        say(msg)
+            state["epoch"] = epoch + 1
+            state["train_seconds"] += time.time() - start
+            run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
+
+        if proto["keep"] == "best" and best_weights is not None:
+            model.set_weights(best_weights)
+        kept_epoch = state["best_epoch"] if proto["keep"] == "best" and best_weights is not None else state["epoch"]
+        report = None
+        card: dict = {"dataset": dataset, "recipe": rec, "recipe_name": recipe_name, "command": command,
+                      "epochs_run": state["epoch"], "kept": proto["keep"], "kept_epoch": kept_epoch,
+                      "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
+                      "train_examples": n_train, "seed": seed, "batch_size": int(batch_size), "precision": policy}
+        if init_report is not None:
+            card["init_from"] = {"source": str(init_from), **init_report}
+        if val_pipe is not None:
+            if proto["tta"]:
+                single = model.evaluate(val_pipe, verbose=0, tta=None)
+                model.tta = proto["tta"]
+            report = model.evaluate(val_pipe, verbose=0)
+            card["metrics"] = {"split": val_split, "accuracy": report["accuracy"],
+                               "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"],
+                               "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"],
+                               "epoch": kept_epoch}
+            if proto["tta"]:
+                card["metrics"].update(tta=proto["tta"], single_pass_accuracy=single["accuracy"])
+            k = proto["report_mean_last"]
+            accs = state["history"].get("val_accuracy", [])
+            if k:
+                last = accs[-k:]
+                card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
+        weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
+        model.tta = proto["tta"]  # the card says how the weights predict
+        weights_mod.save(model, weights_path, **card)
+        weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
+        run.clear()
+        return {"model": model, "weights": str(weights_path), "card": weights_mod.read_card(weights_path),
+                "report": report, "history": state["history"], "seconds": state["train_seconds"], "tag": tag}

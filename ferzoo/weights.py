@@ -101,16 +101,40 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 CARD_ATTR = "ferzoo_card"
 
 
-def save(model, weights_path: str | os.PathLike, **card_fields) -> Path:
-    """Write ``model``'s weights and card as one atomic unit; returns the weights path."""
+STORAGE_DTYPES = ("float32", "float16")
+
+
+def save(model, weights_path: str | os.PathLike, *, storage_dtype: str = "float32", **card_fields) -> Path:
+    """Write ``model``'s weights and card as one atomic unit; returns the weights path.
+
+    ``storage_dtype="float16"`` stores every float32 array in half precision (half the file; loading casts
+    back to the variables' float32) and records ``"storage_dtype": "float16"`` in the card."""
     import ferzoo
 
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, got {storage_dtype!r}")
     card = {**model.describe(), "file": Path(weights_path).name, "ferzoo_version": ferzoo.__version__,
-            **card_fields}
-    return save_weights_and_card(model, weights_path, card)
+            **card_fields, "storage_dtype": storage_dtype}
+    return save_weights_and_card(model, weights_path, card, storage_dtype=storage_dtype)
 
 
-def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping) -> Path:
+def _halve_arrays(fh) -> None:
+    """Rewrite every float32 dataset of an open HDF5 file as float16 (attributes kept)."""
+    import h5py
+    import numpy as np
+
+    found = []
+    fh.visititems(lambda name, obj: found.append(name)
+                  if isinstance(obj, h5py.Dataset) and obj.dtype == np.float32 else None)
+    for name in found:
+        data, attrs = fh[name][()], dict(fh[name].attrs)
+        del fh[name]
+        fh.create_dataset(name, data=np.asarray(data, np.float16))
+        fh[name].attrs.update(attrs)
+
+
+def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping, *,
+                          storage_dtype: str = "float32") -> Path:
     """Weights and card as one atomic unit: the card is written *inside* the ``.weights.h5`` file (an HDF5
     attribute) before the file is renamed into place, then ``NAME.json`` beside it, with the file's sha256 and
     size, is written. Both carry the same random ``save_id``; :func:`read_card` uses the JSON card when its
@@ -125,6 +149,8 @@ def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping)
     with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
         model.save_weights(str(tmp))
         with h5py.File(tmp, "a") as fh:
+            if storage_dtype == "float16":
+                _halve_arrays(fh)
             fh.attrs[CARD_ATTR] = json.dumps(card)
         digest = sha256_of(tmp)
         size = tmp.stat().st_size
@@ -531,6 +557,7 @@ def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping |
                            f"{_condense(exc)}") from None
     model.weights_card = card
     model.eval_crop = card.get("eval_crop")
+    model.tta = card.get("tta")
     return model
 
 
@@ -613,6 +640,36 @@ def sync_registry(path: str | os.PathLike | None = None, models: list[str] | Non
     return data
 
 
+def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, check_images=None) -> Path:
+    """``source`` (a weights file with its card) re-saved with float16 arrays at ``output``, card kept.
+
+    The new card records ``storage_dtype: float16``, the source file's sha256 (``converted_from``) and
+    ``half_check``: the top-1 agreement and max |dp| of the two files on ``check_images`` (default: 256
+    generated images of the model's input shape, or the model's own demo photo set when none)."""
+    import numpy as np
+
+    source, output = Path(source), Path(output)
+    if output.suffixes[-2:] != [".weights", ".h5"]:
+        raise ValueError(f"--output {output}: must end in {WEIGHTS_SUFFIX}")
+    card = read_card(source)
+    full = load_file(card["model"], source)
+    if check_images is None:
+        check_images = np.random.default_rng(0).uniform(0, 255, (256, *full.input_shape_hwc)).astype("float32")
+    reference = np.asarray(full.predict(check_images, verbose=0))
+    fields = {k: v for k, v in card.items() if k not in set(full.describe()) | {"file", "ferzoo_version",
+                                                                                  "sha256", "size", "save_id",
+                                                                                  "storage_dtype"}}
+    fields["converted_from"] = {"file": source.name, "sha256": card.get("sha256") or sha256_of(source)}
+    with tempfile.TemporaryDirectory() as scratch:  # measure the halved file before it is written in place
+        trial = save(full, Path(scratch) / output.name, storage_dtype="float16", **fields)
+        half = load_file(card["model"], trial)
+        probs = np.asarray(half.predict(check_images, verbose=0))
+    fields["half_check"] = {"n": int(len(probs)), "max_abs_diff": float(np.abs(probs - reference).max()),
+                            "top1_agreement": float(np.mean(probs.argmax(-1) == reference.argmax(-1)))}
+    save(half, output, storage_dtype="float16", **fields)
+    return output
+
+
 def _main(argv=None) -> int:
     import argparse
 
@@ -629,11 +686,20 @@ def _main(argv=None) -> int:
     s.add_argument("--license", required=True)
     s.add_argument("--dataset-terms", required=True)
     s.add_argument("--metrics-command", help="the command that measured the card's metrics")
+    s = sub.add_parser("half", help="re-save a weights file and its card with float16 arrays (half the size)")
+    s.add_argument("weights_path")
+    s.add_argument("--output", required=True, help="the new .weights.h5 (its card is written beside it)")
     args = p.parse_args(argv)
     target = Path(args.registry) if args.registry else registry_path()
     if args.cmd == "sync":
         sync_registry(target, models=args.models or None)
         print(f"updated {target}")
+        return 0
+    if args.cmd == "half":
+        out = half_precision_copy(args.weights_path, args.output)
+        card = read_card(out)
+        print(f"wrote {out} ({card['size'] / 2 ** 20:.2f} MB, float16 arrays; top-1 agreement with the float32 "
+              f"file on {card['half_check']['n']} check images: {card['half_check']['top1_agreement']:.1%})")
         return 0
     wp = Path(args.weights_path).resolve()
     sources = []

@@ -367,3 +367,96 @@ def test_predict_accepts_a_raw_photo(registry):
     probs = model.predict(photo, verbose=0)
     assert probs.shape == (1, 3) and np.allclose(probs.sum(), 1, atol=1e-5)
     assert model.predict([photo, photo[:20]], verbose=0).shape == (2, 3)
+
+
+# -- mixed precision choices and the reader-level shuffle of the train split ------------------------------------
+
+def test_mixed_precision_choices_are_named_and_auto_is_printed():
+    from ferzoo.train import precision_policy
+
+    assert precision_policy(None) == precision_policy(False) == precision_policy("float32") == "float32"
+    assert precision_policy("bfloat16") == precision_policy("mixed_bfloat16") == "mixed_bfloat16"
+    assert precision_policy("float16") == "mixed_float16"
+    lines = []
+    assert precision_policy(True, lines.append) == "mixed_bfloat16"  # this machine has no GPU
+    assert len(lines) == 1 and "mixed_bfloat16" in lines[0] and "no GPU" in lines[0]
+    with pytest.raises(ValueError, match=r"--mixed-precision: 'half' is not one of auto, bfloat16, float16"):
+        precision_policy("half")
+
+
+def test_bfloat16_training_records_the_policy_and_restores_the_global_one(registry, tmp_path):
+    before = keras.mixed_precision.global_policy().name
+    out = train("toy", dataset="synthetic", epochs=1, batch_size=32, verbose=0, limit=64, val_split="none",
+                mixed_precision="bfloat16", output=str(tmp_path / "bf16"), say=lambda _l: None)
+    assert out["card"]["precision"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before
+    reloaded = ferzoo.load("toy", weights=out["weights"])  # float32 inference from bfloat16-trained weights
+    x = np.random.default_rng(0).uniform(0, 255, (2, *reloaded.input_shape_hwc)).astype("float32")
+    assert np.all(np.isfinite(reloaded.predict(x, verbose=0)))
+
+
+def _class_sorted_fer2013(root: Path, per_class: int) -> None:
+    from fakes import pattern, save  # tests/datasets/fakes.py: fake data sets in the real layouts
+
+    for c, folder in enumerate(["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]):
+        for i in range(per_class):
+            save(root / "train" / folder / f"{i:04d}.png", pattern(c, seed=i))
+
+
+def test_the_train_split_is_read_in_shuffled_file_order(tmp_path):
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "datasets"))
+    from ferzoo.train import _shuffled_train_split
+
+    _class_sorted_fer2013(tmp_path, per_class=6)
+    in_order = [int(y) for _, y in ferzoo.get_dataset("fer2013", data_dir=str(tmp_path), split="train")]
+    changes = lambda seq: sum(a != b for a, b in zip(seq, seq[1:]))  # noqa: E731
+    assert changes(in_order) == 6  # the reader lists the class folders one after the other
+    ds, shuffled = _shuffled_train_split("fer2013", str(tmp_path), {}, seed=3)
+    labels = [int(y) for _, y in ds]
+    assert shuffled and sorted(labels) == sorted(in_order) and changes(labels) > 20
+    # every class shows up in the first third of the epoch (a class-ordered read would show two or three)
+    assert len(set(labels[:14])) >= 5
+
+
+def test_a_reader_without_shuffle_is_reported_when_the_buffer_is_too_small(registry, tmp_path, monkeypatch):
+    import ferzoo.train as T
+
+    monkeypatch.setattr(T, "SHUFFLE_BUFFER", 16)
+    lines = []
+    train("toy", dataset="synthetic", epochs=1, batch_size=32, verbose=0, limit=64, val_split="none",
+          output=str(tmp_path / "r"), say=lines.append)
+    assert any("takes no shuffle option" in l and "64 train examples" in l and "16-image" in l for l in lines)
+
+
+# -- test-time flip averaging -----------------------------------------------------------------------------------
+
+def test_flip_tta_averages_the_image_and_its_mirror(registry):
+    model = ferzoo.build("toy_rule", num_classes=7)
+    x = np.random.default_rng(1).uniform(0, 255, (3, *model.input_shape_hwc)).astype("float32")
+    plain = model.predict(x, verbose=0)
+    mirrored = model.predict(x[:, :, ::-1], verbose=0)
+    assert not np.allclose(plain, mirrored, atol=1e-4)  # the toy model is not mirror-symmetric
+    model.tta = "flip"
+    np.testing.assert_allclose(model.predict(x, verbose=0), (plain + mirrored) / 2, atol=1e-5)
+    model.tta = "none"
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain, atol=1e-6)
+    with pytest.raises(ValueError, match=r"tta must be one of none, flip; got 'tencrop'"):
+        model.tta = "tencrop"
+
+
+def test_recipe_tta_is_reported_beside_the_single_pass_and_travels_in_the_card(registry, tmp_path):
+    out = train("toy_rule", dataset="synthetic", recipe="flipped", epochs=1, batch_size=16, verbose=0,
+                val_split="test", output=str(tmp_path / "f"), say=lambda _l: None)
+    metrics = out["card"]["metrics"]
+    assert out["card"]["tta"] == "flip" and metrics["tta"] == "flip"
+    assert 0 <= metrics["single_pass_accuracy"] <= 1
+    loaded = ferzoo.load("toy_rule", weights=out["weights"])
+    assert loaded.tta == "flip"
+    ds = ferzoo.get_dataset("synthetic", split="test")
+    flip = loaded.evaluate(ds, verbose=0)
+    single = loaded.evaluate(ds, verbose=0, tta=None)
+    assert flip["tta"] == "flip" and single["tta"] is None and loaded.tta == "flip"
+    assert flip["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert single["accuracy"] == pytest.approx(metrics["single_pass_accuracy"])

@@ -301,3 +301,30 @@ def test_add_command_writes_a_valid_embedded_entry(tmp_path, monkeypatch, regist
     assert W.registry_path().read_text() != target.read_text()  # the shipped catalogue was not touched
     with pytest.raises(SystemExit, match="give --package and/or --url"):
         W._main(["--registry", str(target), "add", str(path), "--tag", "x", "--license", "l", "--dataset-terms", "t"])
+
+
+def test_half_precision_copy_halves_the_file_and_keeps_the_predictions(registry, tmp_path):
+    from ferzoo.train import train
+
+    out = train("toy", dataset="synthetic", epochs=1, batch_size=32, verbose=0, limit=64, val_split="none",
+                output=str(tmp_path / "full"), say=lambda _l: None)
+    src = Path(out["weights"])
+    dst = W.half_precision_copy(src, tmp_path / "half" / "toy.weights.h5")
+    card, full_card = W.read_card(dst), W.read_card(src)
+    assert card["storage_dtype"] == "float16" and full_card["storage_dtype"] == "float32"
+    assert card["converted_from"] == {"file": src.name, "sha256": full_card["sha256"]}
+    assert card["command"] == full_card["command"] and card["dataset"] == "synthetic"
+    assert card["half_check"]["n"] == 256 and card["half_check"]["top1_agreement"] >= 0.99
+    assert dst.stat().st_size < 0.75 * src.stat().st_size
+    import h5py
+
+    with h5py.File(dst) as fh:
+        dtypes = set()
+        fh.visititems(lambda _n, o: dtypes.add(str(o.dtype)) if isinstance(o, h5py.Dataset) else None)
+    assert dtypes == {"float16"}
+    full, half = ferzoo.load("toy", weights=str(src)), ferzoo.load("toy", weights=str(dst))
+    assert all(v.dtype == "float32" for v in half.weights)
+    x = np.random.default_rng(0).uniform(0, 255, (8, *half.input_shape_hwc)).astype("float32")
+    np.testing.assert_allclose(half.predict(x, verbose=0), full.predict(x, verbose=0), atol=5e-3)
+    with pytest.raises(ValueError, match=r"--output .*toy.h5: must end in .weights.h5"):
+        W.half_precision_copy(src, tmp_path / "toy.h5")

@@ -89,7 +89,8 @@ class ToyPlugin:
                      "plateau": {"protocol": {"reduce_on_plateau": {"monitor": "val_loss", "factor": 0.5,
                                                                     "patience": 0, "reload_best": True,
                                                                     "min_delta": 1e9}}},
-                     "cropped": {"load_size": [20, 20]}},
+                     "cropped": {"load_size": [20, 20]},
+                     "flipped": {"protocol": {"tta": "flip"}}},
             description="toy model whose centres follow an update rule"))
 
     @hookimpl
