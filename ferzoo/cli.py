@@ -187,7 +187,11 @@ def cmd_evaluate(args):
 
     model = ferzoo.load(args.model, weights=args.weights)
     ds = ferzoo.get_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
-    report = model.evaluate(prepare(ds, model.input_shape_hwc, batch_size=args.batch_size), verbose=0)
+    if args.tta is None and model.tta:
+        print(f"ferzoo: test-time augmentation {model.tta!r} (the weights' card; --tta none for one pass)",
+              file=sys.stderr)
+    report = model.evaluate(prepare(ds, model.input_shape_hwc, batch_size=args.batch_size), verbose=0,
+                            tta="model" if args.tta is None else args.tta)
     print(json.dumps(report, indent=2) if args.json else report)
     return 0
 
@@ -284,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tag", help="store tag (default: the data set name)")
     s.add_argument("--output", help="write weights + card here instead of the store")
     s.add_argument("--recipe", help="recipe name (default: the data set's, else 'default')")
-    s.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored"])
+    s.add_argument("--strategy", default="auto", choices=["auto", "default", "one-device", "mirrored", "multiworker"],
+                   help="tf.distribute strategy (auto: all local GPUs, else the CPU; multiworker: the machines "
+                        "TF_CONFIG lists, each running this same command)")
     s.add_argument("--mixed-precision", nargs="?", const="auto", default=None, metavar="float16|bfloat16",
                    help="train in mixed precision; bare: float16 on a GPU, bfloat16 on a CPU (printed)")
     s.add_argument("--seed", type=_int_at_least(0), default=0)
@@ -309,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="val")
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--tta", choices=["none", "flip"],
+                   help="test-time augmentation (default: the weights' card's; flip: mean with the mirror image)")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("predict", help="classify images")

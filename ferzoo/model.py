@@ -235,6 +235,38 @@ class FERModel(keras.Model):
             probs = 0.5 * (probs + self(keras.ops.flip(x, axis=2), training=False)["probabilities"])
         return probs
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Under a ``tf.distribute`` strategy Keras 3.15 builds the model from a batch it draws from a fresh
+        iterator of the training data, then resets it: a seeded, reshuffling pipeline then trains on its
+        *second* order (not the one a single device sees), and under ``MultiWorkerMirroredStrategy`` its
+        reduction of that batch fails. Here the build uses the data's element spec: no iterator, no batch."""
+        strategy = getattr(self, "_distribute_strategy", None)
+        adapter = getattr(iterator, "data_adapter", None)
+        if strategy is None or data_batch is not None or adapter is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        spec = adapter.get_tf_dataset().element_spec
+        batch = tf.nest.map_structure(
+            lambda s: None if s is None else keras.KerasTensor(tuple(s.shape), keras.backend.standardize_dtype(s.dtype)),
+            spec)
+        with strategy.scope():
+            self._symbolic_build(data_batch=batch)
+        return None
+
+    def _make_function(self, step_function):
+        """Keras 3.15 averages a multi-worker step's logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails
+        on scalar logs (tensorflow/tensorflow#72388); under ``MultiWorkerMirroredStrategy`` every scalar a train
+        or test step returns is given a batch axis of one, so the same reduction averages it over the workers."""
+        strategy = getattr(self, "_distribute_strategy", None)
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return super()._make_function(step_function)
+
+        def step_with_rank_one_logs(data):
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if isinstance(v, tf.Tensor) and v.shape.rank == 0 else v,
+                step_function(data))
+
+        return super()._make_function(step_with_rank_one_logs)
+
     def fit(self, *args, callbacks=None, **kwargs):
         """Keras ``fit``; adds the recipe's per-epoch learning-rate schedule when ``compile()`` took the
         recipe's optimizer and no ``LearningRateScheduler`` is given."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import contextlib
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -33,17 +34,66 @@ from . import weights as weights_mod
 CHECKPOINT_FORMAT = 1
 
 
+STRATEGIES = ("auto", "default", "one-device", "mirrored", "multiworker")
+
+
 def pick_strategy(name: str = "auto"):
+    """The ``tf.distribute`` strategy for ``--strategy``:
+
+    ``auto``         MirroredStrategy over all local GPUs when there are several, one GPU when there is one,
+                     else the default (CPU) strategy
+    ``default``      TensorFlow's default strategy (no distribution)
+    ``one-device``   OneDeviceStrategy on the first GPU, else the CPU
+    ``mirrored``     MirroredStrategy over all local GPUs (the CPU when there is none)
+    ``multiworker``  MultiWorkerMirroredStrategy over the machines that ``TF_CONFIG`` lists (every worker runs
+                     the same command; the chief, worker 0, writes the checkpoints and the weights)
+    Call it before anything else touches TensorFlow: multi-worker collectives are configured at start-up."""
     import tensorflow as tf
 
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy: {name!r} is not one of {', '.join(STRATEGIES)}")
+    if name == "multiworker":
+        config = os.environ.get("TF_CONFIG")
+        if not config:
+            raise ValueError("--strategy multiworker: TF_CONFIG is not set; it must list the cluster's workers and "
+                             "this process's task, e.g. {\"cluster\": {\"worker\": [\"host1:12345\", "
+                             "\"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}")
+        try:
+            json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--strategy multiworker: TF_CONFIG is not valid JSON ({exc})") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
-    if name in ("auto", "default"):
-        if len(gpus) == 1:
-            return tf.distribute.OneDeviceStrategy("/gpu:0")
-        return tf.distribute.get_strategy()
-    raise ValueError(f"unknown strategy {name!r}; use auto, default or mirrored")
+    if name == "one-device" or (name == "auto" and len(gpus) == 1):
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    return tf.distribute.get_strategy()
+
+
+def _sharded(strategy, ds):
+    """Multi-worker runs split each global batch between the workers (every worker reads the same seeded
+    pipeline; tf.distribute's default, sharding by file, does not apply to in-memory and decoded tables)."""
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return ds
+    from .data import class_names_of, with_class_names
+
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    names = class_names_of(ds)
+    out = ds.with_options(opts)
+    return with_class_names(out, names) if names is not None else out
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes files: always, except on the non-chief workers of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
+        return True
+    task, index = resolver.task_type, resolver.task_id
+    return task == "chief" or (task == "worker" and index == 0 and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def _num_examples(ds) -> int:
@@ -315,6 +365,8 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         if batch_size is None:
             batch_size = previous["settings"]["batch_size"]
 
+    strat = pick_strategy(strategy)  # first: multi-worker collectives must be set up before other TF work
+    chief = is_chief(strat)
     keras.utils.set_random_seed(seed)
     policy = precision_policy(mixed_precision, say)
     with dtype_policy(policy):
@@ -346,7 +398,6 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
             if val_ds is not None:
                 val_ds = ferzoo.data.with_class_names(val_ds.take(limit), class_names_of(val_ds))
 
-        strat = pick_strategy(strategy)
         with strat.scope():
             model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
                                  input_shape=tuple(input_shape) if input_shape else None,
@@ -387,14 +438,16 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                 f"read in the reader's order and mixed only by a {SHUFFLE_BUFFER}-image shuffle buffer")
 
         def train_pipe(epoch: int):
-            return prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
-                           shuffle=min(n_train, SHUFFLE_BUFFER), seed=seed * 100003 + epoch, augment=augment,
-                           drop_remainder=proto["drop_remainder"], load_size=load_size, crop="random")
+            return _sharded(strat, prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
+                                           shuffle=min(n_train, SHUFFLE_BUFFER), seed=seed * 100003 + epoch,
+                                           augment=augment, drop_remainder=proto["drop_remainder"],
+                                           load_size=load_size, crop="random"))
 
         val_pipe = None
         if val_ds is not None:
-            val_pipe = prepare(val_ds, shape, batch_size=global_batch, target_class_names=model.class_names,
-                               load_size=load_size, crop="center")
+            val_pipe = _sharded(strat, prepare(val_ds, shape, batch_size=global_batch,
+                                               target_class_names=model.class_names, load_size=load_size,
+                                               crop="center"))
 
         command = command or " ".join(shlex.quote(a) for a in sys.argv)
         monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
@@ -473,7 +526,8 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                         say(msg)
             state["epoch"] = epoch + 1
             state["train_seconds"] += time.time() - start
-            run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
+            if chief:
+                run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
 
         if proto["keep"] == "best" and best_weights is not None:
             model.set_weights(best_weights)
@@ -503,8 +557,12 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                 card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
         weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
         model.tta = proto["tta"]  # the card says how the weights predict
-        weights_mod.save(model, weights_path, **card)
-        weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
-        run.clear()
+        if chief:
+            weights_mod.save(model, weights_path, **card)
+            weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
+            run.clear()
+        else:  # a non-chief worker of a multi-worker run: the chief wrote the same weights
+            return {"model": model, "weights": None, "card": None, "report": report, "history": state["history"],
+                    "seconds": state["train_seconds"], "tag": tag}
         return {"model": model, "weights": str(weights_path), "card": weights_mod.read_card(weights_path),
                 "report": report, "history": state["history"], "seconds": state["train_seconds"], "tag": tag}

@@ -53,7 +53,9 @@ class AffineGridSampler(keras.layers.Layer):
 
     def call(self, inputs):
         fmap, theta = inputs
-        dtype = self.compute_dtype
+        # sampling coordinates and weights in float32 under any policy: float16 has no arange (Range) kernel
+        # and loses a pixel's fraction at 48 px; the result is cast back to the layer's compute dtype
+        dtype = "float32"
         fmap = ops.cast(fmap, dtype)
         h, w, c = int(fmap.shape[1]), int(fmap.shape[2]), int(fmap.shape[3])
         batch = ops.shape(fmap)[0]
@@ -86,7 +88,7 @@ class AffineGridSampler(keras.layers.Layer):
             index = ops.broadcast_to((ri * w + ci)[:, :, None], (batch, h * w, c))
             term = ops.take_along_axis(flat, index, axis=1) * weight[:, :, None]
             out = term if out is None else out + term
-        return ops.reshape(out, (batch, h, w, c))
+        return ops.cast(ops.reshape(out, (batch, h, w, c)), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])

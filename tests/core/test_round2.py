@@ -460,3 +460,19 @@ def test_recipe_tta_is_reported_beside_the_single_pass_and_travels_in_the_card(r
     assert flip["tta"] == "flip" and single["tta"] is None and loaded.tta == "flip"
     assert flip["accuracy"] == pytest.approx(metrics["accuracy"])
     assert single["accuracy"] == pytest.approx(metrics["single_pass_accuracy"])
+
+
+def test_evaluate_cli_takes_tta_and_prints_the_cards_choice(registry, tmp_path, capsys):
+    from ferzoo import cli
+
+    out = train("toy_rule", dataset="synthetic", recipe="flipped", epochs=1, batch_size=16, verbose=0,
+                val_split="test", output=str(tmp_path / "f"), say=lambda _l: None)
+    assert cli.main(["evaluate", "toy_rule", "--weights", out["weights"], "--dataset", "synthetic",
+                     "--split", "test", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "test-time augmentation 'flip' (the weights' card" in captured.err
+    assert json.loads(captured.out)["tta"] == "flip"
+    assert cli.main(["evaluate", "toy_rule", "--weights", out["weights"], "--dataset", "synthetic",
+                     "--split", "test", "--json", "--tta", "none"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tta"] is None and "test-time augmentation" not in captured.err
