@@ -1,0 +1,181 @@
+"""ferzoo's DAN against a PyTorch DAN on this CPU, side by side in one interleaved run.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--rounds 3] [--size 224] [--json out.json]
+
+The PyTorch side is the reference model of the tests (``tests/plugins/dan/dan_torch_reference.py``: the
+official layout, torchvision's ResNet-18 + 4 attention heads), trained with SGD (lr 0.1, momentum 0.9, weight
+decay 1e-4) on cross-entropy + an affinity term (squared distance of the pooled features to their class
+centre over the centres' variance) + the partition term (log(1 + heads / variance of the heads)), the paper's
+losses. ferzoo's side is ``ferzoo.build("dan")`` with ``compile()`` (the same recipe and losses). Both use 2
+threads (``torch.set_num_threads(2)``; TensorFlow's default on 2 cores), random weights and pixels.
+
+Each side lives in its own worker process (TensorFlow and PyTorch never share a process or run at the same
+time); each round measures, one after the other: batch-1 latency (median of ``--b1`` calls), batch-64 inference
+throughput, and training throughput at batch 32 (``--train-steps`` steps), for ferzoo in float32, ferzoo in
+mixed bfloat16, PyTorch in float32 and PyTorch with CPU bfloat16 autocast; the medians over ``--rounds``
+rounds are reported with the ratios to PyTorch float32 (ferzoo / PyTorch: > 1 is faster for throughput,
+< 1 is faster for latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _median_time(fn, n: int) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def torch_side(size: int, classes: int):
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "tests" / "plugins" / "dan"))
+    from dan_torch_reference import TorchDAN
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    model = TorchDAN(classes)
+    centres = nn.Parameter(torch.randn(classes, 512))
+    opt = torch.optim.SGD(list(model.parameters()) + [centres], lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def losses(x, y):
+        logits, feats, heads = model(x)
+        pooled = feats.mean(dim=(2, 3))
+        affinity = ((pooled - centres[y]) ** 2).sum(1).mean() / centres.var(dim=0).sum()
+        partition = torch.log(1 + heads.shape[1] / (heads.var(dim=1).mean() + 1e-8))
+        return nn.functional.cross_entropy(logits, y) + affinity + partition
+
+    def train_step(x, y, bf16: bool):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = losses(x, y)
+        loss.backward()
+        opt.step()
+
+    def infer(x, bf16: bool):
+        model.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(x)[0]
+
+    g = torch.Generator().manual_seed(0)
+    data = {b: torch.rand(b, 3, size, size, generator=g) * 255 / 255 for b in (1, 32, 64)}
+    y32 = torch.randint(0, classes, (32,), generator=g)
+    return {"b1": lambda bf16: infer(data[1], bf16), "b64": lambda bf16: infer(data[64], bf16),
+            "train": lambda bf16: train_step(data[32], y32, bf16)}
+
+
+def ferzoo_side(size: int, classes: int, policy: str):
+    import keras
+    import numpy as np
+
+    import ferzoo
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
+        model.compile()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rng = np.random.default_rng(0)
+    data = {b: rng.uniform(0, 255, (b, size, size, 3)).astype("float32") for b in (1, 32, 64)}
+    y32 = rng.integers(0, classes, 32).astype("int32")
+    return {"b1": lambda: model.predict_on_batch(data[1]), "b64": lambda: model.predict_on_batch(data[64]),
+            "train": lambda: model.train_on_batch(data[32], y32)}
+
+
+def serve(kind: str, size: int, classes: int, conn) -> None:
+    """A worker process holding one framework's models (TensorFlow's and PyTorch's thread pools never share a
+    process, and only one worker runs at a time): it answers ``(side, key, n)`` with the median seconds."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if kind == "ferzoo":
+        sides = {"ferzoo float32": ferzoo_side(size, classes, "float32"),
+                 "ferzoo bfloat16": ferzoo_side(size, classes, "mixed_bfloat16")}
+    else:
+        fns = torch_side(size, classes)
+        sides = {"pytorch float32": {k: (lambda f=f: f(False)) for k, f in fns.items()},
+                 "pytorch bfloat16": {k: (lambda f=f: f(True)) for k, f in fns.items()}}
+    for side in sides.values():  # warm-up: graph tracing, oneDNN primitive caches
+        for key in ("b1", "b64", "train"):
+            side[key]()
+            side[key]()
+    conn.send(sorted(sides))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        name, key, n = msg
+        conn.send(_median_time(sides[name][key], n))
+
+
+def main(argv=None) -> int:
+    import multiprocessing as mp
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--classes", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--b1", type=int, default=10, help="timed batch-1 calls per round")
+    p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for kind in ("ferzoo", "pytorch"):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(kind, args.size, args.classes, child), daemon=True)
+        proc.start()
+        workers[kind] = (proc, parent)
+    names = {kind: conn.recv() for kind, (_, conn) in workers.items()}  # both warmed up
+
+    def ask(name: str, key: str, n: int) -> float:
+        conn = workers["ferzoo" if name.startswith("ferzoo") else "pytorch"][1]
+        conn.send((name, key, n))
+        return conn.recv()
+
+    order = [*names["ferzoo"], *names["pytorch"]]
+    samples = {name: {"b1_ms": [], "b64_img_s": [], "train_img_s": []} for name in order}
+    for r in range(args.rounds):
+        for name in order:
+            samples[name]["b1_ms"].append(1000 * ask(name, "b1", args.b1))
+            samples[name]["b64_img_s"].append(64 / ask(name, "b64", 1))
+            samples[name]["train_img_s"].append(32 / ask(name, "train", args.train_steps))
+        print(f"round {r + 1}: " + json.dumps({n: {k: round(v[-1], 2) for k, v in s.items()}
+                                               for n, s in samples.items()}), flush=True)
+    for proc, conn in workers.values():
+        conn.send(None)
+        proc.join(timeout=30)
+    result = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+    ref = result["pytorch float32"]
+    print(f"\nDAN {args.size}x{args.size}x3, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
+          f"rounds\n")
+    print("| side | batch-1 ms | vs PyTorch f32 | batch-64 img/s | vs PyTorch f32 | train b32 img/s | vs PyTorch f32 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in result.items():
+        print(f"| {name} | {r['b1_ms']:.1f} | {r['b1_ms'] / ref['b1_ms']:.2f}x | {r['b64_img_s']:.1f} | "
+              f"{r['b64_img_s'] / ref['b64_img_s']:.2f}x | {r['train_img_s']:.1f} | "
+              f"{r['train_img_s'] / ref['train_img_s']:.2f}x |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "median": result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
