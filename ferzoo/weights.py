@@ -349,6 +349,34 @@ def _package_file(src: Mapping) -> Path | None:
     return None
 
 
+def _missing_weights_hint(name: str, tag: str, local: Path) -> str:
+    """What produces weights ``name.tag`` that do not exist: the ``ferzoo train`` command (which stores its
+    result under the data set's name) when the tag names a registered data set, or is ``<data set>-local``, and
+    the store path where a published file with its card would be found."""
+    from .registry import get_registry
+
+    try:
+        reg = get_registry()
+        reg.ensure_loaded()
+        datasets = dict(reg.datasets)
+    except Exception:  # noqa: BLE001 - a hint must never hide the error it belongs to
+        datasets = {}
+    dataset = tag if tag in datasets else (tag[:-len("-local")] if tag.endswith("-local") else None)
+    place = (f"a published file goes to {local} with its card {card_path_for(local).name} beside it "
+             f"(`python -m ferzoo.weights add` registers one in {REGISTRY_FILE})")
+    if dataset in datasets:
+        needs_dir = dataset != "synthetic"
+        command = (f"ferzoo train {name} --dataset {dataset}" + (" --data-dir DIR" if needs_dir else "")
+                   + (f" --tag {tag}" if tag != dataset else ""))
+        where = ""
+        if needs_dir:
+            what = datasets[dataset].description
+            where = f", DIR being the folder the {dataset!r} reader takes" + (f" ({what})" if what else "")
+        return f"`{command}` produces them{where}; {place}"
+    return (f"{tag!r} is not a data set name, so train with an explicit tag: `ferzoo train {name} --dataset DATASET "
+            f"--data-dir DIR --tag {tag}` (data sets: {', '.join(sorted(datasets)) or 'none registered'}); {place}")
+
+
 def resolve(name: str, tag: str, *, timeout: float = 30.0) -> tuple[Path, dict]:
     """The verified local file and card for ``name`` / ``tag`` (downloading it if needed and allowed)."""
     local = store_dir(name, tag) / f"{name}{WEIGHTS_SUFFIX}"
@@ -360,7 +388,8 @@ def resolve(name: str, tag: str, *, timeout: float = 30.0) -> tuple[Path, dict]:
     registered = entries(name)
     if (name, tag) not in registered:
         raise WeightsError(f"model {name!r} has no weights tagged {tag!r}; known tags: {sorted(known_tags(name))} "
-                           f"(from {REGISTRY_FILE}, the plugins and the local store {home() / 'store' / name})")
+                           f"(from {REGISTRY_FILE}, the plugins and the local store {home() / 'store' / name}); "
+                           + _missing_weights_hint(name, tag, local))
     card = registered[(name, tag)]
     if "clash" in card:
         raise _fail(name, tag, f"registered twice: in {REGISTRY_FILE} and by {card['clash'].split(' registers')[0]}")
