@@ -35,6 +35,19 @@ CHECKPOINT_FORMAT = 1
 
 
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multiworker")
+#: written beside the weights: the training curves (PNG) and the TensorBoard log folder
+CURVES_FILE = "training_curves.png"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _write_curves(path: Path, history, title: str, say) -> None:
+    """The training-curves PNG; the weights are already stored, so a failure to draw is only reported."""
+    try:
+        from .plots import training_curves_png
+
+        training_curves_png(history, path, title=title)
+    except Exception as exc:  # noqa: BLE001 - never lose a finished run over a picture
+        say(f"could not draw the training curves ({type(exc).__name__}: {exc})")
 
 
 def pick_strategy(name: str = "auto"):
@@ -418,6 +431,13 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         global_batch = int(batch_size) * strat.num_replicas_in_sync
         shape = model.input_shape_hwc
         load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
+        default_hw = tuple(ferzoo.model_info(model_name).default_input_shape[:2])
+        if load_size and tuple(shape[:2]) != default_hw:
+            # the recipe's resize-then-crop is stated for the paper's input: keep its ratio at another size
+            scaled = tuple(max(int(round(l * s / d)), s) for l, s, d in zip(load_size, shape[:2], default_hw))
+            say(f"recipe {recipe_name!r} resizes to {list(load_size)} for a {default_hw[0]}x{default_hw[1]} input; "
+                f"at {shape[0]}x{shape[1]} it resizes to {list(scaled)} (the same crop ratio)")
+            load_size = scaled
         model.eval_crop = list(load_size) if load_size else None
 
         augment = None
@@ -486,11 +506,14 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                 return True
             return value > best if mode_max else value < best
 
+        # per-epoch scalars for TensorBoard, beside the weights (one event file per fit call; steps are epochs)
+        board = keras.callbacks.TensorBoard(log_dir=str(out_dir / TENSORBOARD_DIR), write_graph=False,
+                                            profile_batch=0) if chief else None
         for epoch in range(state["epoch"], epochs):
             start = time.time()
             if verbose:
                 say(f"epoch {epoch + 1}/{epochs}")
-            callbacks = []
+            callbacks = [board] if board is not None else []
             lr = lr_for(epoch)
             if lr is not None:
                 callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
@@ -560,6 +583,7 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         if chief:
             weights_mod.save(model, weights_path, **card)
             weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
+            _write_curves(out_dir / CURVES_FILE, state["history"], f"{model_name} on {dataset}", say)
             run.clear()
         else:  # a non-chief worker of a multi-worker run: the chief wrote the same weights
             return {"model": model, "weights": None, "card": None, "report": report, "history": state["history"],

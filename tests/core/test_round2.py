@@ -476,3 +476,12 @@ def test_evaluate_cli_takes_tta_and_prints_the_cards_choice(registry, tmp_path, 
                      "--split", "test", "--json", "--tta", "none"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["tta"] is None and "test-time augmentation" not in captured.err
+
+
+def test_load_size_keeps_its_ratio_at_another_input_size(registry, tmp_path):
+    lines = []
+    out = train("toy_rule", dataset="synthetic", recipe="cropped", epochs=1, batch_size=16, verbose=0,
+                val_split="none", input_shape=(32, 32, 1), output=str(tmp_path / "c"), say=lines.append)
+    # the toy recipe crops 16 x 16 from 20 x 20; at 32 x 32 that is a crop from 40 x 40
+    assert any("resizes to [20, 20] for a 16x16 input; at 32x32 it resizes to [40, 40]" in l for l in lines)
+    assert out["card"]["eval_crop"] == [40, 40]
