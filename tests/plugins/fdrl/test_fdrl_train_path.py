@@ -58,7 +58,8 @@ def test_train_on_the_rafdb_release_then_load_in_a_fresh_process(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     out = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert out["classes"] == ["surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"]  # RAF-DB's order
-    assert out["shape"] == [32, 32, 3] and out["eval_crop"] == [256, 256]  # resize to 256, centre crop
+    # the recipe's 256 -> 224 resize-then-crop keeps its ratio at the 32 x 32 test input: 256 * 32 / 224 = 36.6
+    assert out["shape"] == [32, 32, 3] and out["eval_crop"] == [37, 37]
     assert (out["recipe"], out["kept"], out["split"], out["n"]) == ("rafdb", "last", "test", 7)
     assert out["aux"] == ["compactness", "balance", "distribution"]
     assert len(out["probs"][0]) == 7 and abs(sum(out["probs"][0]) - 1.0) < 1e-5
