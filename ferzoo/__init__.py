@@ -17,6 +17,7 @@ __all__ = [
     "hookimpl", "ModelSpec", "LossSpec", "DatasetSpec", "InputSpec", "PluginError", "NameClashError",
     "UnknownNameError", "list_models", "list_losses", "list_datasets", "list_plugins", "list_explainers",
     "build", "load", "get_dataset", "get_loss", "model_info", "register_plugin", "demo_image",
+    "predict_files", "explain_files",
 ]
 
 
@@ -177,3 +178,20 @@ def load(name: str, weights: str | None = None, **kwargs):
     from .weights import load as _load
 
     return _load(name, weights=weights, **kwargs)
+
+
+def predict_files(paths, model=None, weights=None, **options) -> list[dict]:
+    """Classify every face in photos, folders and videos: one record per face (``file``, ``frame``, ``box``,
+    ``class``, ``probabilities``, ``status``, ...); see :func:`ferzoo.predict.predict_files`. With no model and
+    no weights it uses the embedded default (``ferzoo.weights.DEFAULT_MODEL``), and says so."""
+    from .predict import predict_files as _predict_files
+
+    return _predict_files(paths, model=model, weights=weights, **options)
+
+
+def explain_files(paths, model=None, weights=None, *, output, **options) -> list[dict]:
+    """Per face, heat-map pictures of the model's own method and Grad-CAM++ in the folder ``output``; see
+    :func:`ferzoo.predict.explain_files`."""
+    from .predict import explain_files as _explain_files
+
+    return _explain_files(paths, model=model, weights=weights, output=output, **options)

@@ -76,22 +76,6 @@ def _shape(text):
     return shape
 
 
-def _read_images(paths):
-    import numpy as np
-    from PIL import Image
-
-    images = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                images.append(np.asarray(im.convert("RGB")))
-        except FileNotFoundError:
-            raise SystemExit(f"error: image {p} does not exist") from None
-        except Exception as exc:  # noqa: BLE001
-            raise SystemExit(f"error: cannot read image {p}: {exc}") from None
-    return images
-
-
 def cmd_plugins(args):
     import ferzoo
 
@@ -181,56 +165,132 @@ def cmd_train(args):
     return 0
 
 
+def _weights_name(weights: str, model: str) -> str:
+    """A short name for weights: the tag, or the file's name (its folder's when the file is MODEL.weights.h5)."""
+    path = Path(str(weights))
+    name = path.name[: -len(".weights.h5")] if path.name.endswith(".weights.h5") else path.name
+    return path.parent.name if name == model and path.parent.name not in ("", ".") else name
+
+
 def cmd_evaluate(args):
     import ferzoo
     from ferzoo.data import prepare
+    from ferzoo.plots import write_evaluation
 
     model = ferzoo.load(args.model, weights=args.weights)
     ds = ferzoo.get_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
     if args.tta is None and model.tta:
         print(f"ferzoo: test-time augmentation {model.tta!r} (the weights' card; --tta none for one pass)",
               file=sys.stderr)
-    report = model.evaluate(prepare(ds, model.input_shape_hwc, batch_size=args.batch_size), verbose=0,
+    crop = {"load_size": model.eval_crop, "crop": "center"} if model.eval_crop else {}  # as the card's metrics
+    report = model.evaluate(prepare(ds, model.input_shape_hwc, batch_size=args.batch_size, **crop), verbose=0,
                             tta="model" if args.tta is None else args.tta)
     print(json.dumps(report, indent=2) if args.json else report)
+    folder = args.output_dir
+    short = _weights_name(args.weights, args.model)
+    if folder is None:
+        folder = Path("evaluation") / f"{args.model}.{short}.{args.dataset}.{args.split}"
+        note = " (the default; --output-dir chooses)"
+    else:
+        note = ""
+    meta = {"model": args.model, "weights": str(args.weights), "dataset": args.dataset, "split": args.split,
+            "data_dir": args.data_dir, "command": "ferzoo " + " ".join(sys.argv[1:]) if sys.argv[1:] else None}
+    paths = write_evaluation(report, folder, meta=meta,
+                             title=f"{args.model} ({short}) on {args.dataset} {args.split}")
+    print(f"ferzoo: report written to {folder}{note}: " + ", ".join(p.name for p in paths.values()),
+          file=sys.stderr)
     return 0
+
+
+def _say(line: str) -> None:
+    print(f"ferzoo: {line}", file=sys.stderr)
+
+
+def _input_paths(args, what: str) -> list[str]:
+    """The PATH arguments (plus the bundled photo with --demo); a model name given as a path is an error that
+    says to use --model."""
+    import ferzoo
+
+    paths = list(args.paths) + ([str(ferzoo.demo_image(path_only=True))] if args.demo else [])
+    if not paths:
+        raise SystemExit(f"error: give photos, folders or videos to {what}, or --demo for the bundled photo")
+    models = set(ferzoo.list_models())
+    for p in args.paths:
+        if p in models and not os.path.exists(p):
+            raise SystemExit(f"error: {p!r} is a model name, not a file: use --model {p} (ferzoo {args.command} "
+                             f"PATH... --model NAME --weights TAG)")
+    return paths
+
+
+def _summary(records) -> tuple[str, bool]:
+    """One line about the inputs and whether any failed."""
+    from collections import Counter
+
+    from ferzoo.predict import failed
+
+    per_input: dict = {}
+    for r in records:
+        per_input.setdefault((r["file"], r["frame"]), []).append(r["status"])
+    kinds = Counter()
+    for statuses in per_input.values():
+        status = statuses[0]
+        kinds["ok" if status == "ok" else "no face" if not failed(status) else "failed"] += 1
+    faces = sum(1 for r in records if r["status"] == "ok")
+    bad = [r for r in records if failed(r["status"])]
+    line = (f"{len(per_input)} image(s) and video frame(s): {kinds['ok']} with faces ({faces} face(s)), "
+            f"{kinds['no face']} without, {kinds['failed']} failed")
+    if bad:
+        first = bad[0]
+        line += f" (e.g. {first['file']}: {first['status']})"
+    return line, bool(bad)
+
+
+def _where(record) -> str:
+    return record["file"] + (f" frame {record['frame']}" if record["frame"] is not None else "")
 
 
 def cmd_predict(args):
-    import ferzoo
+    from ferzoo.predict import _check_output, load_model, predict_files
 
-    paths = list(args.images) + ([str(ferzoo.demo_image(path_only=True))] if args.demo else [])
-    if not paths:
-        raise SystemExit("error: give image files, or --demo for the bundled photo")
-    model = ferzoo.load(args.model, weights=args.weights)
-    for path, top in zip(paths, model.predict_classes(_read_images(paths), top_k=args.top_k)):
-        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
-    return 0
+    paths = _input_paths(args, "classify")
+    _check_output(args.output)
+    model = load_model(args.model, args.weights, _say)
+    if args.top_k > model.num_classes:
+        raise SystemExit(f"error: --top-k must be at most {model.num_classes} (the model's class count), "
+                         f"got {args.top_k}")
+    records = predict_files(paths, model=model, detect=not args.no_detect, every=args.every, output=args.output,
+                            annotate=args.annotate, progress=False if args.quiet else None, say=_say)
+    for r in records:
+        if r["status"] != "ok":
+            print(f"{_where(r)}: {r['status']}")
+            continue
+        top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: args.top_k]
+        where = "" if args.no_detect else f"  (face {r['face']}, box {','.join(str(v) for v in r['box'])})"
+        print(f"{_where(r)}: " + ", ".join(f"{name} {p:.3f}" for name, p in top) + where)
+    line, any_failed = _summary(records)
+    _say(line)
+    if args.output:
+        _say(f"records written to {args.output}")
+    if args.annotate:
+        _say(f"annotated images in {args.annotate}")
+    return 1 if any_failed else 0
 
 
 def cmd_explain(args):
-    import numpy as np
-    from PIL import Image
+    from ferzoo.predict import explain_files
 
-    import ferzoo
-
-    if not args.images:
-        raise SystemExit("error: give image files to explain")
-    model = ferzoo.load(args.model, weights=args.weights)
-    images = _read_images(args.images)
-    maps = model.explain(images, method=args.method)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    batch = model.preprocess(images)
-    for path, image, heat in zip(args.images, batch, maps):
-        heat = heat if heat.ndim == 2 else heat.max(axis=0)
-        gray = image.mean(axis=-1) if image.shape[-1] == 3 else image[..., 0]
-        rgb = np.stack([gray] * 3, -1) * 0.5
-        rgb[..., 0] += 127.5 * heat
-        target = out / f"{Path(path).stem}_{args.method or model.spec.default_explainer}.png"
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(target)
-        print(target)
-    return 0
+    paths = _input_paths(args, "explain")
+    records = explain_files(paths, model=args.model, weights=args.weights, output=args.output,
+                            methods=args.method, detect=not args.no_detect, every=args.every, size=args.size,
+                            progress=False if args.quiet else None, say=_say)
+    for r in records:
+        if r["status"] != "ok":
+            _say(f"{_where(r)}: {r['status']}")
+        for path in (r.get("explanations") or {}).values():
+            print(path)
+    line, any_failed = _summary(records)
+    _say(line)
+    return 1 if any_failed else 0
 
 
 def cmd_export(args):
@@ -307,32 +367,49 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", metavar="H,W,C", help="override the model's input size, e.g. 96,96,3")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1, confusion matrix")
+    s = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1, confusion matrix (PNG + reports)")
     s.add_argument("model")
     s.add_argument("--weights", required=True, help="tag or .weights.h5 path")
     s.add_argument("--dataset", required=True)
     s.add_argument("--data-dir")
     s.add_argument("--split", default="val")
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation (default: the weights' card's; flip: mean with the mirror image)")
+    s.add_argument("--output-dir", metavar="DIR",
+                   help="write confusion_matrix.png, report.json and report.md here "
+                        "(default: evaluation/MODEL.WEIGHTS.DATASET.SPLIT, printed)")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("predict", help="classify images")
-    s.add_argument("model")
-    s.add_argument("images", nargs="*")
-    s.add_argument("--demo", action="store_true", help="also classify the bundled public-domain face photo")
-    s.add_argument("--weights", required=True)
-    s.add_argument("--top-k", type=_int_at_least(1), default=3)
+    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
+
+    photo_help = (f"(default: {DEFAULT_MODEL} with its embedded weights {DEFAULT_WEIGHTS}, printed)")
+    s = sub.add_parser("predict", help="classify the faces in photos, folders (recursively) and videos")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="photos, folders, videos")
+    s.add_argument("--model", help=f"model name {photo_help}")
+    s.add_argument("--weights", help="tag or .weights.h5 file (without --model: the model its card names)")
+    s.add_argument("--demo", action="store_true", help="also classify the bundled public-domain photo")
+    s.add_argument("--output", metavar="FILE", help="also write the records to FILE.json or FILE.csv")
+    s.add_argument("--annotate", metavar="DIR", help="write each photo / sampled frame with boxes and labels here")
+    s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face (FER-2013, CK+48)")
+    s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
+    s.add_argument("--top-k", type=_int_at_least(1), default=3, help="classes printed per face")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_predict)
 
-    s = sub.add_parser("explain", help="heat maps of what the model looks at (PNG overlays)")
-    s.add_argument("model")
-    s.add_argument("images", nargs="*")
-    s.add_argument("--weights", required=True)
-    s.add_argument("--method")
-    s.add_argument("--output", default="explain")
+    s = sub.add_parser("explain", help="per face, heat maps of what the model looks at (PNG overlays)")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="photos, folders, videos")
+    s.add_argument("--model", help=f"model name {photo_help}")
+    s.add_argument("--weights", help="tag or .weights.h5 file")
+    s.add_argument("--method", action="append", metavar="M",
+                   help="explanation method, repeat for several (default: the model's own and gradcam++)")
+    s.add_argument("--output", required=True, metavar="DIR", help="folder for the pictures")
+    s.add_argument("--demo", action="store_true", help="also explain the bundled public-domain photo")
+    s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face")
+    s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
+    s.add_argument("--size", type=_int_at_least(64), default=256, help="height of each picture in pixels")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_explain)
 
     s = sub.add_parser("export", help="export to SavedModel or TFLite")
@@ -360,9 +437,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     quiet_tensorflow(verbose, args.command)
-    # image paths may come after options too (`ferzoo predict MODEL --weights T a.jpg b.jpg`)
-    if extra and hasattr(args, "images") and not any(e.startswith("-") for e in extra):
-        args.images = list(args.images) + extra
+    # paths may come after options too (`ferzoo predict --weights T a.jpg b.jpg`)
+    if extra and hasattr(args, "paths") and not any(e.startswith("-") for e in extra):
+        args.paths = list(args.paths) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from ferzoo.registry import PluginError

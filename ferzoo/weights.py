@@ -34,6 +34,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+#: The embedded default: the model and weights ``ferzoo predict`` / ``ferzoo explain`` use when none are named
+#: (shipped inside the package, so they work offline on a fresh machine). Defined here only; a line is printed
+#: whenever they stand in.
+DEFAULT_MODEL = "daf_cnn_compact"
+DEFAULT_WEIGHTS = "fer2013"
+
 CARD_SUFFIX = ".json"
 WEIGHTS_SUFFIX = ".weights.h5"
 REGISTRY_FILE = "zoo_registry.json"
@@ -118,19 +124,26 @@ def save(model, weights_path: str | os.PathLike, *, storage_dtype: str = "float3
     return save_weights_and_card(model, weights_path, card, storage_dtype=storage_dtype)
 
 
-def _halve_arrays(fh) -> None:
-    """Rewrite every float32 dataset of an open HDF5 file as float16 (attributes kept)."""
+def _halved_copy(source: Path, target: Path) -> None:
+    """Copy an HDF5 weights file with every float32 dataset stored as float16 (groups and attributes kept).
+    A fresh file, because HDF5 does not give back the space of datasets deleted in place."""
     import h5py
     import numpy as np
 
-    found = []
-    fh.visititems(lambda name, obj: found.append(name)
-                  if isinstance(obj, h5py.Dataset) and obj.dtype == np.float32 else None)
-    for name in found:
-        data, attrs = fh[name][()], dict(fh[name].attrs)
-        del fh[name]
-        fh.create_dataset(name, data=np.asarray(data, np.float16))
-        fh[name].attrs.update(attrs)
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        dst.attrs.update(dict(src.attrs))
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                dst.require_group(name).attrs.update(dict(obj.attrs))
+                return
+            data = obj[()]
+            if obj.dtype == np.float32:
+                data = np.asarray(data, np.float16)
+            dst.create_dataset(name, data=data)
+            dst[name].attrs.update(dict(obj.attrs))
+
+        src.visititems(copy)
 
 
 def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping, *,
@@ -147,10 +160,16 @@ def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping,
     card = {k: v for k, v in dict(card).items() if k not in ("sha256", "size")}
     card["save_id"] = uuid.uuid4().hex
     with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
-        model.save_weights(str(tmp))
+        if storage_dtype == "float16":
+            full = tmp.with_name(tmp.name + ".float32.weights.h5")
+            try:
+                model.save_weights(str(full))
+                _halved_copy(full, tmp)
+            finally:
+                full.unlink(missing_ok=True)
+        else:
+            model.save_weights(str(tmp))
         with h5py.File(tmp, "a") as fh:
-            if storage_dtype == "float16":
-                _halve_arrays(fh)
             fh.attrs[CARD_ATTR] = json.dumps(card)
         digest = sha256_of(tmp)
         size = tmp.stat().st_size
@@ -669,12 +688,14 @@ def sync_registry(path: str | os.PathLike | None = None, models: list[str] | Non
     return data
 
 
-def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, check_images=None) -> Path:
+def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, check_images=None, *,
+                        tta="card", note: str | None = None) -> Path:
     """``source`` (a weights file with its card) re-saved with float16 arrays at ``output``, card kept.
 
     The new card records ``storage_dtype: float16``, the source file's sha256 (``converted_from``) and
     ``half_check``: the top-1 agreement and max |dp| of the two files on ``check_images`` (default: 256
-    generated images of the model's input shape, or the model's own demo photo set when none)."""
+    generated images of the model's input shape). ``tta``: the copy's test-time augmentation (default: the
+    source card's; ``None`` / ``"flip"``); ``note`` is added to the card."""
     import numpy as np
 
     source, output = Path(source), Path(output)
@@ -684,11 +705,15 @@ def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, ch
     full = load_file(card["model"], source)
     if check_images is None:
         check_images = np.random.default_rng(0).uniform(0, 255, (256, *full.input_shape_hwc)).astype("float32")
+    if tta != "card":
+        full.tta = tta
     reference = np.asarray(full.predict(check_images, verbose=0))
     fields = {k: v for k, v in card.items() if k not in set(full.describe()) | {"file", "ferzoo_version",
                                                                                   "sha256", "size", "save_id",
                                                                                   "storage_dtype"}}
     fields["converted_from"] = {"file": source.name, "sha256": card.get("sha256") or sha256_of(source)}
+    if note:
+        fields["note"] = note
     with tempfile.TemporaryDirectory() as scratch:  # measure the halved file before it is written in place
         trial = save(full, Path(scratch) / output.name, storage_dtype="float16", **fields)
         half = load_file(card["model"], trial)
@@ -718,6 +743,8 @@ def _main(argv=None) -> int:
     s = sub.add_parser("half", help="re-save a weights file and its card with float16 arrays (half the size)")
     s.add_argument("weights_path")
     s.add_argument("--output", required=True, help="the new .weights.h5 (its card is written beside it)")
+    s.add_argument("--tta", choices=["none", "flip"], help="the copy's test-time augmentation (default: the card's)")
+    s.add_argument("--note", help="a note for the copy's card (e.g. how its figures were measured)")
     args = p.parse_args(argv)
     target = Path(args.registry) if args.registry else registry_path()
     if args.cmd == "sync":
@@ -725,7 +752,8 @@ def _main(argv=None) -> int:
         print(f"updated {target}")
         return 0
     if args.cmd == "half":
-        out = half_precision_copy(args.weights_path, args.output)
+        out = half_precision_copy(args.weights_path, args.output, tta="card" if args.tta is None else args.tta,
+                                  note=args.note)
         card = read_card(out)
         print(f"wrote {out} ({card['size'] / 2 ** 20:.2f} MB, float16 arrays; top-1 agreement with the float32 "
               f"file on {card['half_check']['n']} check images: {card['half_check']['top1_agreement']:.1%})")

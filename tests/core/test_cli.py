@@ -38,31 +38,35 @@ def test_train_predict_evaluate_explain(registry, capsys, tmp_path):
     assert "accuracy" in out and "load with ferzoo.load('toy', weights='synthetic')" in out
     img = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
-    assert main(["predict", "toy", str(img), "--weights", "synthetic", "--top-k", "2"]) == 0
+    assert main(["predict", str(img), "--model", "toy", "--weights", "synthetic", "--top-k", "2", "--no-detect"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(img)) and line.count(",") == 1
-    assert main(["predict", "toy", "--demo", "--weights", "synthetic"]) == 0
-    assert capsys.readouterr().out.startswith(str(__import__("ferzoo").demo_image(path_only=True)))
-    assert main(["evaluate", "toy", "--weights", "synthetic", "--dataset", "synthetic", "--json"]) == 0
+    assert main(["predict", "--model", "toy", "--demo", "--weights", "synthetic"]) == 0
+    assert capsys.readouterr().out.startswith(str(__import__("ferzoo").demo_image(path_only=True)) + ": ")
+    assert main(["evaluate", "toy", "--weights", "synthetic", "--dataset", "synthetic", "--json",
+                 "--output-dir", str(tmp_path / "report")]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["num_examples"] == 7 * 24
-    assert main(["explain", "toy", str(img), "--weights", "synthetic", "--output", str(tmp_path / "maps")]) == 0
+    assert report["num_examples"] == 7 * 24 and (tmp_path / "report" / "report.md").is_file()
+    assert main(["explain", str(img), "--model", "toy", "--weights", "synthetic", "--no-detect",
+                 "--output", str(tmp_path / "maps")]) == 0
     written = capsys.readouterr().out.split()
-    assert len(written) == 1 and Image.open(written[0]).size == (16, 16)
-    import pytest
-
-    with pytest.raises(SystemExit, match="missing.png does not exist"):
-        main(["predict", "toy", str(tmp_path / "missing.png"), "--weights", "synthetic"])
+    assert [w.rsplit("_", 1)[-1] for w in written] == ["saliency.png", "gradcampp.png"]
+    assert all(Image.open(w).size[0] == 256 for w in written)
+    assert main(["predict", str(tmp_path / "missing.png"), "--model", "toy", "--weights", "synthetic"]) == 1
+    assert "missing.png: not found" in capsys.readouterr().out
 
 
 def test_readme_main_command_offline(tmp_path):
-    """The README's main job: the bundled photo, the embedded weights, no network."""
+    """The README's main job: the bundled photo, the embedded default weights, no network."""
     import os
 
     env = {**os.environ, "FERZOO_OFFLINE": "1", "FERZOO_HOME": str(tmp_path / "home")}
-    out = subprocess.run([sys.executable, "-m", "ferzoo.cli", "predict", "deep_emotion", "--weights", "fer2013",
-                          "--demo"], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "ferzoo.cli", "predict", "--demo"], capture_output=True, text=True,
+                         env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     line = out.stdout.strip().splitlines()[-1]
     assert "astronaut_face.png: happy" in line
+    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
+
+    assert f"model: {DEFAULT_MODEL}, weights: {DEFAULT_WEIGHTS} (the default" in out.stderr
     assert not (tmp_path / "home" / "cache").exists()  # embedded weights are used in place, nothing fetched

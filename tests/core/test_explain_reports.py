@@ -1,0 +1,169 @@
+"""Explanations that mean something, the explain pictures, the evaluation report files, and the training
+curves and TensorBoard log that `ferzoo train` writes beside the weights."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import ferzoo
+from ferzoo import ModelSpec, hookimpl
+from ferzoo.cli import main
+
+SIGNAL = "top-left quadrant"
+
+
+def region_data(n, size, seed):
+    """Noise everywhere; only a patch inside the top-left quadrant carries the label: a checkerboard (class 0)
+    or horizontal stripes (class 1). Both patterns have the same mean brightness, so the class is in the
+    pattern's shape there, nowhere else."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 40, (n, size, size, 1)).astype("float32")
+    y = rng.integers(0, 2, n)
+    lo, hi = size // 8, size // 2 - size // 8
+    yy, xx = np.mgrid[0:hi - lo, 0:hi - lo]
+    checker, stripes = (yy // 2 + xx // 2) % 2, (yy // 2) % 2
+    for i in range(n):
+        x[i, lo:hi, lo:hi, 0] = 255.0 * (checker if y[i] == 0 else stripes)
+    return x, y
+
+
+def mass_in_region(maps):
+    """The share of all the maps' mass (summed over the images) that lies in the top-left quadrant; a quarter
+    of the image, so 0.25 is what a map that knows nothing gets."""
+    maps = np.asarray(maps)
+    maps = maps.max(axis=1) if maps.ndim == 4 else maps
+    h, w = maps.shape[1:]
+    return float(maps[:, : h // 2, : w // 2].sum() / max(float(maps.sum()), 1e-12))
+
+
+def build_gap_net(x, num_classes, width=16):
+    """A small CNN with a global-average-pooling head (the architecture Grad-CAM's channel weights assume)."""
+    for i in range(3):
+        x = keras.layers.Conv2D(width * (1 + i // 2), 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        if i == 0:
+            x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    return keras.layers.Dense(num_classes, name="fc")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+
+
+class GapPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec(name="gapnet", builder=build_gap_net, default_input_shape=(32, 32, 1), channels=(1,),
+                           default_config={"width": 16},
+                           recipes={"default": {"optimizer": {"class_name": "adam", "config": {"learning_rate": 0.003}},
+                                                "epochs": 6, "batch_size": 32}},
+                           description="test CNN with a global-average-pooling head"))
+
+
+def trained(name, size, epochs, seed, **kw):
+    keras.utils.set_random_seed(seed)
+    model = ferzoo.build(name, num_classes=2, class_names=["checker", "stripes"], **kw)
+    x, y = region_data(512, size, seed)
+    model.compile()
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    xv, yv = region_data(32, size, seed + 100)
+    assert model.evaluate(xv, yv, verbose=0)["accuracy"] >= 0.95
+    return model, xv, yv
+
+
+def test_explanations_put_most_mass_where_the_label_is(registry):
+    """Deep-Emotion (the default model) with its paper's occlusion map and the input-gradient saliency, and
+    Grad-CAM++ on a CNN with a global-average-pooling head, each trained a few seconds on region_data.
+    Measured here but not asserted (see the README, "Photos and video"): Grad-CAM++ on Deep-Emotion, whose
+    flatten + FC head breaks the channel-pooled weights Grad-CAM assumes (~0.3, chance is 0.25), and
+    vanilla saliency on the pooling CNN (0.26-0.61 over three seeds)."""
+    model, xv, yv = trained("deep_emotion", 48, epochs=6, seed=1, recipe="synthetic")
+    assert model.spec.default_explainer == "occlusion"
+    assert set(ferzoo.list_explainers("deep_emotion")) == {"occlusion", "saliency", "gradcam++"}
+    assert mass_in_region(model.explain(xv, method="occlusion", class_index=yv)) > 0.9
+    assert mass_in_region(model.explain(xv, method="saliency", class_index=yv)) > 0.5
+    registry.register(GapPlugin(), name="gap_plugin")
+    model, xv, yv = trained("gapnet", 32, epochs=6, seed=0)
+    assert mass_in_region(model.explain(xv, method="gradcam++", class_index=yv)) > 0.5
+
+
+def test_explain_writes_readable_pictures_per_face_and_method(tmp_path, capsys):
+    from test_photo import face_photo, save
+
+    photo = save(face_photo(), tmp_path / "face.png")
+    none = save(np.full((64, 64, 3), 90, np.uint8), tmp_path / "blank.png")
+    assert main(["explain", photo, none, "--output", str(tmp_path / "maps"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    from ferzoo.weights import DEFAULT_MODEL
+
+    own = ferzoo.model_info(DEFAULT_MODEL).default_explainer
+    written = out.out.split()
+    assert [p.split("/")[-1] for p in written] == [f"face_face0_{own}.png", "face_face0_gradcampp.png"]
+    assert f"methods: {own}, gradcam++ (the model's own and Grad-CAM++" in out.err
+    assert "blank.png: no face (blank image)" in out.err
+    pictures = [np.asarray(Image.open(p)) for p in written]
+    for pic in pictures:
+        assert pic.shape[1] == 256 and pic.shape[0] > 256  # the face at 256 px plus the title bar
+        assert pic[: pic.shape[0] - 256].max() > 200  # the title (predicted class) is written in the picture
+    assert not np.array_equal(pictures[0], pictures[1])
+    assert main(["explain", photo, "--output", str(tmp_path / "m2"), "--method", "saliency", "--quiet"]) == 0
+    assert capsys.readouterr().out.split()[0].endswith("face_face0_saliency.png")
+    assert main(["explain", photo, "--output", str(tmp_path / "m3"), "--method", "nope"]) == 2
+    assert f"--method 'nope': model {DEFAULT_MODEL!r} has the methods " \
+           f"{', '.join(ferzoo.list_explainers(DEFAULT_MODEL))}" in capsys.readouterr().err
+
+
+def test_train_writes_curves_and_a_tensorboard_log_and_evaluate_writes_reports(registry, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "toy", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
+                 "--output", str(run)]) == 0
+    capsys.readouterr()
+    curves = Image.open(run / "training_curves.png")
+    assert curves.size[0] > 600 and curves.size[1] > 250
+    assert json.loads((run / "history.json").read_text())["loss"]
+    for split in ("train", "validation"):
+        assert list((run / "tensorboard" / split).glob("events.out.tfevents.*")), split
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard" / "train"))
+    events.Reload()
+    tags = events.Tags()["tensors"] + events.Tags()["scalars"]
+    assert "epoch_loss" in tags
+
+    reports = tmp_path / "reports"
+    assert main(["evaluate", "toy", "--weights", str(run / "toy.weights.h5"), "--dataset", "synthetic", "--json",
+                 "--output-dir", str(reports)]) == 0
+    out = capsys.readouterr()
+    printed = json.loads(out.out)
+    assert f"report written to {reports}" in out.err
+    saved = json.loads((reports / "report.json").read_text())
+    assert saved["report"]["accuracy"] == printed["accuracy"] and saved["model"] == "toy"
+    md = (reports / "report.md").read_text()
+    assert "| balanced accuracy |" in md and "| macro-F1 |" in md and "## Per class" in md
+    for name in printed["class_names"]:
+        assert f"| {name} |" in md
+    png = Image.open(reports / "confusion_matrix.png")
+    assert png.size[0] > 400 and png.size[1] > 400
+    # without --output-dir: a default folder, printed
+    work = tmp_path / "cwd"
+    work.mkdir()
+    import os
+
+    here = os.getcwd()
+    os.chdir(work)
+    try:
+        assert main(["evaluate", "toy", "--weights", str(run / "toy.weights.h5"), "--dataset", "synthetic"]) == 0
+    finally:
+        os.chdir(here)
+    err = capsys.readouterr().err
+    assert "evaluation/toy.run.synthetic.val (the default; --output-dir chooses)" in err
+    assert (work / "evaluation" / "toy.run.synthetic.val" / "confusion_matrix.png").is_file()
+
+
+def test_plots_reject_bad_input(tmp_path):
+    from ferzoo.plots import confusion_matrix_png, training_curves_png
+
+    with pytest.raises(ValueError, match="does not fit 3 class names"):
+        confusion_matrix_png({"class_names": ["a", "b", "c"], "confusion_matrix": [[1, 0], [0, 1]]},
+                             tmp_path / "x.png")
+    with pytest.raises(ValueError, match="the history is empty"):
+        training_curves_png({"loss": []}, tmp_path / "y.png")
+    assert not list(tmp_path.iterdir())
