@@ -59,6 +59,22 @@ PLATEAU_KEYS = {"monitor": "val_loss", "factor": 0.1, "patience": 10, "min_lr": 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
 
 
+def read_recipe_file(path) -> dict:
+    """A plugin's recipe table from a JSON file (data set name -> recipe, with a ``"default"``); errors name the
+    file and the line. Plugins call this from their ``recipes`` hook target (no TensorFlow is imported)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(table, dict) or "default" not in table:
+        raise ValueError(f"{path}: expected an object with a 'default' recipe")
+    return table
+
+
 def merge(base: Mapping, override: Mapping) -> dict:
     out = copy.deepcopy(dict(base))
     for key, value in (override or {}).items():

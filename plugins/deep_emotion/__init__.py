@@ -6,11 +6,11 @@ explainer and the recipes load lazily.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import ferzoo
 from ferzoo import ModelSpec
+from ferzoo.recipes import read_recipe_file
 
 __version__ = "0.1.0"
 
@@ -40,14 +40,7 @@ DEFAULT_CONFIG = {
 
 def load_recipes() -> dict:
     """The per-data-set training recipes (``recipes.json``)."""
-    path = _HERE / "recipes.json"
-    try:
-        table = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(table, dict) or "default" not in table:
-        raise ValueError(f"{path}: expected an object with a 'default' recipe")
-    return table
+    return read_recipe_file(_HERE / "recipes.json")
 
 
 @ferzoo.hookimpl

@@ -8,10 +8,10 @@ losses, explainers and recipes load lazily.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ferzoo import LossSpec, ModelSpec, hookimpl
+from ferzoo.recipes import read_recipe_file
 
 __version__ = "0.1.0"
 
@@ -42,20 +42,9 @@ DEFAULT_CONFIG = {
 }
 
 
-def _load(name: str) -> dict:
-    path = _HERE / name
-    try:
-        table = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(table, dict) or "default" not in table:
-        raise ValueError(f"{path}: expected an object with a 'default' recipe")
-    return table
-
-
 def recipes() -> dict:
     """The paper's per-data-set recipes (``recipes.json``)."""
-    return _load("recipes.json")
+    return read_recipe_file(_HERE / "recipes.json")
 
 
 @hookimpl
