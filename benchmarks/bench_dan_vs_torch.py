@@ -12,7 +12,9 @@ threads (``torch.set_num_threads(2)``; TensorFlow's default on 2 cores), random 
 Each side lives in its own worker process (TensorFlow and PyTorch never share a process or run at the same
 time); each round measures, one after the other: batch-1 latency (median of ``--b1`` calls), batch-64 inference
 throughput, and training throughput at batch 32 (``--train-steps`` steps), for ferzoo in float32, ferzoo in
-mixed bfloat16, PyTorch in float32 and PyTorch with CPU bfloat16 autocast; the medians over ``--rounds``
+mixed bfloat16, PyTorch in float32 and PyTorch with CPU bfloat16 autocast, plus two inference paths of ferzoo on
+the same weights (no training rows): ``frozen`` (``ferzoo.export.frozen_predictor``: the weights folded into the
+graph as constants) and ``xla`` (the forward pass under ``tf.function(jit_compile=True)``); the medians over ``--rounds``
 rounds are reported with the ratios to PyTorch float32 (ferzoo / PyTorch: > 1 is faster for throughput,
 < 1 is faster for latency).
 """
@@ -78,11 +80,16 @@ def torch_side(size: int, classes: int):
             "train": lambda bf16: train_step(data[32], y32, bf16)}
 
 
-def ferzoo_side(size: int, classes: int, policy: str):
+def ferzoo_side(size: int, classes: int, policy: str) -> dict:
+    """ferzoo's DAN under ``policy``: Keras ``predict_on_batch`` / ``train_on_batch``, and two inference paths
+    on the same weights: the frozen graph (``ferzoo.export.frozen_predictor``) and an XLA-compiled forward
+    (``tf.function(jit_compile=True)``)."""
     import keras
     import numpy as np
+    import tensorflow as tf
 
     import ferzoo
+    from ferzoo.export import frozen_predictor
 
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -94,8 +101,13 @@ def ferzoo_side(size: int, classes: int, policy: str):
     rng = np.random.default_rng(0)
     data = {b: rng.uniform(0, 255, (b, size, size, 3)).astype("float32") for b in (1, 32, 64)}
     y32 = rng.integers(0, classes, 32).astype("int32")
-    return {"b1": lambda: model.predict_on_batch(data[1]), "b64": lambda: model.predict_on_batch(data[64]),
-            "train": lambda: model.train_on_batch(data[32], y32)}
+    frozen = frozen_predictor(model)
+    xla = tf.function(lambda x: model(x, training=False)["probabilities"], jit_compile=True)
+    tensors = {b: tf.constant(v) for b, v in data.items()}
+    return {"keras": {"b1": lambda: model.predict_on_batch(data[1]), "b64": lambda: model.predict_on_batch(data[64]),
+                      "train": lambda: model.train_on_batch(data[32], y32)},
+            "frozen": {"b1": lambda: frozen(data[1]), "b64": lambda: frozen(data[64])},
+            "xla": {"b1": lambda: xla(tensors[1]).numpy(), "b64": lambda: xla(tensors[64]).numpy()}}
 
 
 def serve(kind: str, size: int, classes: int, conn) -> None:
@@ -105,17 +117,19 @@ def serve(kind: str, size: int, classes: int, conn) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if kind == "ferzoo":
-        sides = {"ferzoo float32": ferzoo_side(size, classes, "float32"),
-                 "ferzoo bfloat16": ferzoo_side(size, classes, "mixed_bfloat16")}
+        sides = {}
+        for label, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+            for path, fns in ferzoo_side(size, classes, policy).items():
+                sides[f"ferzoo {label}" + ("" if path == "keras" else f" {path}")] = fns
     else:
         fns = torch_side(size, classes)
         sides = {"pytorch float32": {k: (lambda f=f: f(False)) for k, f in fns.items()},
                  "pytorch bfloat16": {k: (lambda f=f: f(True)) for k, f in fns.items()}}
-    for side in sides.values():  # warm-up: graph tracing, oneDNN primitive caches
-        for key in ("b1", "b64", "train"):
-            side[key]()
-            side[key]()
-    conn.send(sorted(sides))
+    for side in sides.values():  # warm-up: graph tracing, XLA compilation, oneDNN primitive caches
+        for fn in side.values():
+            fn()
+            fn()
+    conn.send({name: sorted(fns) for name, fns in sides.items()})
     while True:
         msg = conn.recv()
         if msg is None:
@@ -150,28 +164,31 @@ def main(argv=None) -> int:
         conn.send((name, key, n))
         return conn.recv()
 
-    order = [*names["ferzoo"], *names["pytorch"]]
+    keys = {**names["ferzoo"], **names["pytorch"]}
+    order = [*sorted(names["ferzoo"]), *sorted(names["pytorch"])]
     samples = {name: {"b1_ms": [], "b64_img_s": [], "train_img_s": []} for name in order}
     for r in range(args.rounds):
         for name in order:
             samples[name]["b1_ms"].append(1000 * ask(name, "b1", args.b1))
             samples[name]["b64_img_s"].append(64 / ask(name, "b64", 1))
-            samples[name]["train_img_s"].append(32 / ask(name, "train", args.train_steps))
-        print(f"round {r + 1}: " + json.dumps({n: {k: round(v[-1], 2) for k, v in s.items()}
+            if "train" in keys[name]:
+                samples[name]["train_img_s"].append(32 / ask(name, "train", args.train_steps))
+        print(f"round {r + 1}: " + json.dumps({n: {k: round(v[-1], 2) for k, v in s.items() if v}
                                                for n, s in samples.items()}), flush=True)
     for proc, conn in workers.values():
         conn.send(None)
         proc.join(timeout=30)
-    result = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+    result = {n: {k: statistics.median(v) if v else None for k, v in s.items()} for n, s in samples.items()}
     ref = result["pytorch float32"]
     print(f"\nDAN {args.size}x{args.size}x3, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
           f"rounds\n")
     print("| side | batch-1 ms | vs PyTorch f32 | batch-64 img/s | vs PyTorch f32 | train b32 img/s | vs PyTorch f32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in result.items():
+        train = (f"{r['train_img_s']:.1f} | {r['train_img_s'] / ref['train_img_s']:.2f}x"
+                 if r["train_img_s"] is not None else "- | -")
         print(f"| {name} | {r['b1_ms']:.1f} | {r['b1_ms'] / ref['b1_ms']:.2f}x | {r['b64_img_s']:.1f} | "
-              f"{r['b64_img_s'] / ref['b64_img_s']:.2f}x | {r['train_img_s']:.1f} | "
-              f"{r['train_img_s'] / ref['train_img_s']:.2f}x |")
+              f"{r['b64_img_s'] / ref['b64_img_s']:.2f}x | {train} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "median": result}, indent=2))
     return 0

@@ -375,8 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="val")
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     s.add_argument("--json", action="store_true", help="print the report as JSON")
-    s.add_argument("--tta", choices=["none", "flip"],
-                   help="test-time augmentation (default: the weights' card's; flip: mean with the mirror image)")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation (default: the weights' card's; flip: mean with the mirror image; "
+                        "tencrop: mean over the 4 corner and centre crops of the image enlarged 13/12 times and "
+                        "their mirror images)")
     s.add_argument("--output-dir", metavar="DIR",
                    help="write confusion_matrix.png, report.json and report.md here "
                         "(default: evaluation/MODEL.WEIGHTS.DATASET.SPLIT, printed)")

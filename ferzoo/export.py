@@ -87,6 +87,56 @@ def keras_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.n
     return np.concatenate(out).astype(np.float32)
 
 
+# -- frozen in-process predictor -------------------------------------------------------------------------------
+class FrozenPredictor:
+    """A snapshot of ``model``'s predict step (its test-time augmentation included) as one TensorFlow graph with
+    the weights folded in as constants, for fast in-process inference on CPU.
+
+    With constant weights, TensorFlow's graph optimizer folds the inference BatchNorm's scale and shift into the
+    preceding convolutions and oneDNN keeps its reordered filters between calls; with variables (Keras'
+    ``predict_on_batch``) both happen on every call. ``BENCHMARKS.md`` (issue 13 section) has the measured
+    difference. Later changes to the model's weights or ``tta`` are not seen: freeze again after them.
+
+    ``predictor(images)``: ``(B, H, W, C)`` float pixels 0..255 of the model's input shape -> ``(B, K)``
+    probabilities (numpy); ``predictor.predict(images, batch_size=64)`` runs a large array in batches."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+        # the converter TensorFlow's own TFLite path uses; there is no public alias in TF 2.x
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        self.model_name = model.model_name
+        self.class_names = list(model.class_names)
+        self.input_shape = tuple(model.input_shape_hwc)
+        self.tta = getattr(model, "tta", None)
+        spec = tf.TensorSpec((None, *self.input_shape), tf.float32, name="images")
+        step = tf.function(lambda images: tf.cast(model.predict_step((images,)), tf.float32), input_signature=[spec])
+        self._fn = convert_variables_to_constants_v2(step.get_concrete_function())
+
+    def __call__(self, images) -> np.ndarray:
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(np.asarray(images, np.float32))
+        if x.shape.rank != 4 or tuple(x.shape[1:]) != self.input_shape:
+            shape = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"FrozenPredictor({self.model_name}): expected images of shape (B, {shape}), got "
+                             f"{tuple(x.shape)}; model.preprocess() converts photos")
+        out = self._fn(x)
+        return np.asarray((out[0] if isinstance(out, (list, tuple)) else out).numpy())
+
+    def predict(self, images, batch_size: int = 64) -> np.ndarray:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        images = np.asarray(images, np.float32)
+        parts = [self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
+
+
+def frozen_predictor(model) -> FrozenPredictor:
+    """:class:`FrozenPredictor` of ``model`` (a snapshot of its current weights and ``tta``)."""
+    return FrozenPredictor(model)
+
+
 # -- SavedModel -----------------------------------------------------------------------------------------------
 def _serving_module(model, *, uint8: bool = True, metadata: bool = True):
     """A ``tf.Module`` holding the probabilities model and the serving functions (signatures by name)."""

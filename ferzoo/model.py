@@ -71,13 +71,18 @@ class FERModel(keras.Model):
         self._tta = None
 
     #: test-time augmentations :attr:`tta` accepts (``None``: the single image as given)
-    TTA_CHOICES = (None, "flip")
+    TTA_CHOICES = (None, "flip", "tencrop")
+    #: ``tta="tencrop"`` enlarges the input by this factor (48 -> 52) and cuts the ten crops of the input size
+    TENCROP_SCALE = 13 / 12
 
     @property
     def tta(self) -> str | None:
         """Test-time augmentation of :meth:`predict`, :meth:`predict_classes` and :meth:`evaluate`: ``None``
-        (one pass) or ``"flip"`` (mean of the probabilities of the image and its mirror image). Weights whose
-        card names one (``"tta"``) load with it; the training pass and exports always see the plain model."""
+        (one pass), ``"flip"`` (mean of the probabilities of the image and its mirror image) or ``"tencrop"``
+        (the input resized bilinearly by :attr:`TENCROP_SCALE`, e.g. 48 -> 52, then the mean over its four
+        corner crops, its centre crop and their five mirror images, each of the input size: ten passes).
+        Weights whose card names one (``"tta"``) load with it; the training pass and exports always see the
+        plain model."""
         return self._tta
 
     @tta.setter
@@ -230,10 +235,24 @@ class FERModel(keras.Model):
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self._tta == "tencrop":
+            return self._tencrop_probabilities(x)
         probs = self(x, training=False)["probabilities"]
         if self._tta == "flip":
             probs = 0.5 * (probs + self(keras.ops.flip(x, axis=2), training=False)["probabilities"])
         return probs
+
+    def _tencrop_probabilities(self, x):
+        """Mean probabilities over the ten crops of ``x`` enlarged by :attr:`TENCROP_SCALE` (one forward pass
+        of ten times the batch; the crop order of :func:`ferzoo.data.tencrop.ten_crop`)."""
+        from .data.tencrop import ten_crop
+
+        h, w, c = self.input_shape_hwc
+        big = (int(round(h * self.TENCROP_SCALE)), int(round(w * self.TENCROP_SCALE)))
+        crops = ten_crop(tf.image.resize(tf.cast(x, "float32"), big, method="bilinear"), (h, w))  # B, 10, h, w, c
+        n = tf.shape(crops)[0]
+        probs = self(tf.reshape(crops, (-1, h, w, c)), training=False)["probabilities"]
+        return tf.reduce_mean(tf.reshape(tf.cast(probs, "float32"), (n, 10, -1)), axis=1)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Under a ``tf.distribute`` strategy Keras 3.15 builds the model from a batch it draws from a fresh

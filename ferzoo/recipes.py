@@ -23,7 +23,7 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best"}`` divides
                the learning rate on a plateau and, with ``reload_best``, reloads the best weights first;
                ``drop_remainder`` drops the last partial training batch;
-               ``tta`` ``null`` or ``"flip"``: the test-time augmentation of the final report, stored in the
+               ``tta`` ``null``, ``"flip"`` or ``"tencrop"`` (see ``FERModel.tta``): the test-time augmentation of the final report, stored in the
                card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
 and free keys that the data pipeline and the ``train`` driver read (``note``, ``paper_test_accuracy``, ...).
 """
@@ -114,8 +114,8 @@ def protocol_of(recipe: Mapping, model: str = "?") -> dict:
     proto = {**DEFAULT_PROTOCOL, **given}
     if proto["keep"] not in ("best", "last"):
         raise ValueError(f"model {model!r}: protocol keep must be 'best' or 'last', got {proto['keep']!r}")
-    if proto["tta"] not in (None, "flip"):
-        raise ValueError(f"model {model!r}: protocol tta must be null or 'flip', got {proto['tta']!r}")
+    if proto["tta"] not in (None, "flip", "tencrop"):
+        raise ValueError(f"model {model!r}: protocol tta must be null, 'flip' or 'tencrop', got {proto['tta']!r}")
     k = proto["report_mean_last"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise ValueError(f"model {model!r}: protocol report_mean_last must be an integer >= 0, got {k!r}")

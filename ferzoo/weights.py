@@ -695,7 +695,7 @@ def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, ch
     The new card records ``storage_dtype: float16``, the source file's sha256 (``converted_from``) and
     ``half_check``: the top-1 agreement and max |dp| of the two files on ``check_images`` (default: 256
     generated images of the model's input shape). ``tta``: the copy's test-time augmentation (default: the
-    source card's; ``None`` / ``"flip"``); ``note`` is added to the card."""
+    source card's; ``None`` / ``"flip"`` / ``"tencrop"``); ``note`` is added to the card."""
     import numpy as np
 
     source, output = Path(source), Path(output)
@@ -724,6 +724,26 @@ def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, ch
     return output
 
 
+def set_card_tta(weights_path: str | os.PathLike, tta: str | None, *, note: str | None = None) -> dict:
+    """Rewrite the card beside ``weights_path`` (atomically) so that the weights load with test-time
+    augmentation ``tta``; the weights file and its sha256 stay as they are. ``note`` replaces the card's note."""
+    from .model import FERModel
+
+    if tta not in FERModel.TTA_CHOICES:
+        raise ValueError(f"--tta: must be one of none, {', '.join(c for c in FERModel.TTA_CHOICES if c)}; got {tta!r}")
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path}: no such weights file")
+    card = read_card(weights_path)
+    if card.get("sha256") and card["sha256"] != sha256_of(weights_path):
+        raise ValueError(f"{weights_path}: the file's sha256 does not match its card; not rewriting the card")
+    card["tta"] = tta
+    if note is not None:
+        card["note"] = note
+    write_json_atomic(card_path_for(weights_path), card)
+    return card
+
+
 def _main(argv=None) -> int:
     import argparse
 
@@ -743,8 +763,14 @@ def _main(argv=None) -> int:
     s = sub.add_parser("half", help="re-save a weights file and its card with float16 arrays (half the size)")
     s.add_argument("weights_path")
     s.add_argument("--output", required=True, help="the new .weights.h5 (its card is written beside it)")
-    s.add_argument("--tta", choices=["none", "flip"], help="the copy's test-time augmentation (default: the card's)")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"],
+                   help="the copy's test-time augmentation (default: the card's)")
     s.add_argument("--note", help="a note for the copy's card (e.g. how its figures were measured)")
+    s = sub.add_parser("set-tta", help="change the test-time augmentation a weights file's card names (the weights "
+                                       "file is not touched)")
+    s.add_argument("weights_path")
+    s.add_argument("--tta", required=True, choices=["none", "flip", "tencrop"])
+    s.add_argument("--note", help="replaces the card's note (e.g. the accuracies with each tta and the command)")
     args = p.parse_args(argv)
     target = Path(args.registry) if args.registry else registry_path()
     if args.cmd == "sync":
@@ -757,6 +783,10 @@ def _main(argv=None) -> int:
         card = read_card(out)
         print(f"wrote {out} ({card['size'] / 2 ** 20:.2f} MB, float16 arrays; top-1 agreement with the float32 "
               f"file on {card['half_check']['n']} check images: {card['half_check']['top1_agreement']:.1%})")
+        return 0
+    if args.cmd == "set-tta":
+        card = set_card_tta(args.weights_path, None if args.tta == "none" else args.tta, note=args.note)
+        print(f"{card_path_for(args.weights_path)}: tta {card['tta']!r}")
         return 0
     wp = Path(args.weights_path).resolve()
     sources = []

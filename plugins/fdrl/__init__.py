@@ -38,6 +38,7 @@ DEFAULT_CONFIG = {
     "centre_rate": 0.5,          # eta_c of the centre rule (spec A5)
     "centre_update": "rule",     # "rule" (Wen et al.) or "optimizer" (trainable centres)
     "normalize_intra_w": False,  # spec A3: true = w_i / sum_j alpha_ij inside L_B and L_D
+    "intra_w_norm": "l1",        # eq. 4's alpha = ||a||_1 in (0, D); "mean": ||a||_1 / D in (0, 1) (not the paper)
     "backbone_weights": None,    # init only: a converted ResNet-18 (tag of the backbone store, or a path)
 }
 

@@ -28,10 +28,19 @@ def torch_linear_initializer(fan_in: int):
     return keras.initializers.RandomUniform(-bound, bound)
 
 
-def intra_weights(importance):
+INTRA_W_NORMS = ("l1", "mean")
+
+
+def intra_weights(importance, norm: str = "l1"):
     """Eq. 4: ``alpha_ij = ||a_ij||_1`` for the sigmoid outputs ``a`` (N, M, D) -> (N, M). ``a`` is positive,
-    so the L1 norm is the plain sum over D; range (0, D)."""
-    return ops.sum(ops.abs(importance), axis=-1)
+    so the L1 norm is the plain sum over D; range (0, D). ``norm="mean"`` (not the paper): ``||a_ij||_1 / D``,
+    range (0, 1), the scale of L_B's target 1/M."""
+    alpha = ops.sum(ops.abs(importance), axis=-1)
+    if norm == "mean":
+        return alpha / float(importance.shape[-1])
+    if norm != "l1":
+        raise ValueError(f"intra_w_norm must be one of {INTRA_W_NORMS}, got {norm!r}")
+    return alpha
 
 
 def pairwise_distances(messages, eps: float = DISTANCE_EPS):
@@ -122,12 +131,18 @@ class IntraWeight(keras.layers.Layer):
     """Eq. 4: the Intra-W vector ``w_i = [alpha_i1 .. alpha_iM]``, ``alpha_ij = ||a_ij||_1`` (N, M, D) -> (N, M).
     Computed and returned in float32 (it reaches 128 x M and feeds the balance / distribution losses)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, norm: str = "l1", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if norm not in INTRA_W_NORMS:
+            raise ValueError(f"intra_w_norm must be one of {INTRA_W_NORMS}, got {norm!r}")
+        self.norm = norm
 
     def call(self, importance):
-        return intra_weights(ops.cast(importance, "float32"))
+        return intra_weights(ops.cast(importance, "float32"), self.norm)
+
+    def get_config(self):
+        return {**super().get_config(), "norm": self.norm}
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:2])

@@ -8,8 +8,8 @@ import keras
 from ferzoo.backbones.pretrained import load_resnet18_into
 from ferzoo.backbones.resnet import resnet18_features
 
-from .layers import (DISTANCE_EPS, BranchDense, BranchScale, BranchSum, InterRelation, IntraWeight, NodeFusion,
-                     torch_linear_initializer)
+from .layers import (DISTANCE_EPS, INTRA_W_NORMS, BranchDense, BranchScale, BranchSum, InterRelation, IntraWeight,
+                     NodeFusion, torch_linear_initializer)
 
 BASIC_DIM = 512  # P: ResNet-18's pooled feature
 NODE_INTRA_TERMS = ("intra", "message")
@@ -19,7 +19,8 @@ FDN, INTRA_FC, INTRA_W, INTRA_AWARE, MESSAGE, INTER, NODES, RECON, EPN = (
     "fdn", "intra_fc", "intra_w", "intra_aware", "message", "inter_relation", "node_fusion", "reconstruction", "epn")
 
 
-def check_config(num_latent, latent_dim, delta, fdn, intra_rm, inter_rm, node_intra_term, distance_eps) -> None:
+def check_config(num_latent, latent_dim, delta, fdn, intra_rm, inter_rm, node_intra_term, distance_eps,
+                 intra_w_norm="l1") -> None:
     """Raise ``ValueError`` naming the config key and the allowed values."""
     for key, value in (("num_latent", num_latent), ("latent_dim", latent_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -36,6 +37,8 @@ def check_config(num_latent, latent_dim, delta, fdn, intra_rm, inter_rm, node_in
         raise ValueError(f"fdrl: config node_intra_term must be one of {NODE_INTRA_TERMS}, got {node_intra_term!r}")
     if isinstance(distance_eps, bool) or not isinstance(distance_eps, (int, float)) or not float(distance_eps) > 0:
         raise ValueError(f"fdrl: config distance_eps must be a number > 0, got {distance_eps!r}")
+    if intra_w_norm not in INTRA_W_NORMS:
+        raise ValueError(f"fdrl: config intra_w_norm must be one of {INTRA_W_NORMS}, got {intra_w_norm!r}")
 
 
 def _linear(units: int, fan_in: int, use_bias: bool, name: str):
@@ -45,8 +48,8 @@ def _linear(units: int, fan_in: int, use_bias: bool, name: str):
 
 def build_fdrl(x, num_classes: int, num_latent: int = 9, latent_dim: int = 128, delta: float = 0.5,
                fdn: bool = True, intra_rm: bool = True, inter_rm: bool = True, use_bias: bool = True,
-               node_intra_term: str = "intra", distance_eps: float = DISTANCE_EPS, backbone_weights=None,
-               **_loss_config):
+               node_intra_term: str = "intra", distance_eps: float = DISTANCE_EPS, intra_w_norm: str = "l1",
+               backbone_weights=None, **_loss_config):
     """Build FDRL on the normalised input ``x``. Outputs (the core adds ``probabilities``):
 
     ``logits`` (N, K); ``basic`` x (N, 512); with the FDN ``latent`` L (N, M, D) and ``expression`` y (N, D);
@@ -54,7 +57,7 @@ def build_fdrl(x, num_classes: int, num_latent: int = 9, latent_dim: int = 128, 
 
     Ablations (spec A8): ``fdn=False`` is the ResNet-18 baseline (GAP -> linear 512 -> K); ``intra_rm=False``
     uses f = l; ``inter_rm=False`` uses y_ij = f_ij (delta = 1, no message network)."""
-    check_config(num_latent, latent_dim, delta, fdn, intra_rm, inter_rm, node_intra_term, distance_eps)
+    check_config(num_latent, latent_dim, delta, fdn, intra_rm, inter_rm, node_intra_term, distance_eps, intra_w_norm)
     features = resnet18_features(x)
     basic = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     outputs = {"basic": basic}
@@ -64,7 +67,8 @@ def build_fdrl(x, num_classes: int, num_latent: int = 9, latent_dim: int = 128, 
         latent = BranchDense(num_latent, latent_dim, "relu", shared_input=True, use_bias=use_bias, name=FDN)(basic)
         outputs["latent"] = latent
         outputs.update(build_frn(latent, delta=delta, intra_rm=intra_rm, inter_rm=inter_rm, use_bias=use_bias,
-                                 node_intra_term=node_intra_term, distance_eps=distance_eps))
+                                 node_intra_term=node_intra_term, distance_eps=distance_eps,
+                                 intra_w_norm=intra_w_norm))
         outputs["logits"] = _linear(num_classes, latent_dim, use_bias, EPN)(outputs["expression"])
     if backbone_weights:
         load_resnet18_into(features, backbone_weights, model="fdrl")
@@ -72,7 +76,7 @@ def build_fdrl(x, num_classes: int, num_latent: int = 9, latent_dim: int = 128, 
 
 
 def build_frn(latent, *, delta: float = 0.5, intra_rm: bool = True, inter_rm: bool = True, use_bias: bool = True,
-              node_intra_term: str = "intra", distance_eps: float = DISTANCE_EPS) -> dict:
+              node_intra_term: str = "intra", distance_eps: float = DISTANCE_EPS, intra_w_norm: str = "l1") -> dict:
     """The Feature Reconstruction Network on latent features L (N, M, D): Intra-RM (eqs. 3, 4, 7), Inter-RM
     (eqs. 8-10), node fusion (eq. 11) and reconstruction (eq. 12). Returns ``expression`` y (N, D), plus
     ``intra_weights`` w (N, M) with Intra-RM and ``inter_weights`` Omega (N, M, M) with Inter-RM."""
@@ -81,7 +85,7 @@ def build_frn(latent, *, delta: float = 0.5, intra_rm: bool = True, inter_rm: bo
     intra = latent
     if intra_rm:
         importance = BranchDense(num_latent, latent_dim, "sigmoid", use_bias=use_bias, name=INTRA_FC)(latent)
-        w = IntraWeight(name=INTRA_W)(importance)
+        w = IntraWeight(intra_w_norm, name=INTRA_W)(importance)
         intra = BranchScale(name=INTRA_AWARE)([w, latent])
         out["intra_weights"] = w
     nodes = intra

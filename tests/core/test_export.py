@@ -72,6 +72,31 @@ _NO_FERZOO = textwrap.dedent("""
 """)
 
 
+def test_frozen_predictor_matches_predict_with_its_tta_and_is_a_snapshot(registry):
+    model = _trained("toy", epochs=2)
+    x = E.sample_images(model, count=20)
+    for tta in (None, "flip", "tencrop"):
+        model.tta = tta
+        frozen = E.frozen_predictor(model)
+        assert frozen.tta == tta and frozen.class_names == model.class_names
+        reference = model.predict(x, verbose=0)
+        np.testing.assert_allclose(frozen(x), reference, atol=1e-5)
+        np.testing.assert_allclose(frozen.predict(x, batch_size=7), reference, atol=1e-5)
+        np.testing.assert_allclose(frozen(x[:1]), reference[:1], atol=1e-5)
+    model.tta = None
+    frozen = E.frozen_predictor(model)
+    before = frozen(x)
+    for v in model.trainable_variables:
+        v.assign(v * 0.5)
+    np.testing.assert_array_equal(frozen(x), before)  # the weights were folded in when it was made
+    assert not np.allclose(model.predict(x, verbose=0), before, atol=1e-4)
+    with pytest.raises(ValueError, match=r"FrozenPredictor\(toy\): expected images of shape \(B, 16, 16, 1\), got \(20, 8, 16, 1\)"):
+        frozen(x[:, :8])
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        frozen.predict(x, batch_size=0)
+    assert frozen.predict(x[:0]).shape == (0, 7)
+
+
 def test_savedmodel_loads_without_ferzoo(tmp_path, registry):
     model = _toy(5, class_names=["a", "b", "c", "d", "e"])
     W.save(model, W.store_dir("toy", "demo") / "toy.weights.h5", dataset="synthetic")

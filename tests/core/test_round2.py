@@ -442,8 +442,29 @@ def test_flip_tta_averages_the_image_and_its_mirror(registry):
     np.testing.assert_allclose(model.predict(x, verbose=0), (plain + mirrored) / 2, atol=1e-5)
     model.tta = "none"
     np.testing.assert_allclose(model.predict(x, verbose=0), plain, atol=1e-6)
-    with pytest.raises(ValueError, match=r"tta must be one of none, flip; got 'tencrop'"):
-        model.tta = "tencrop"
+    with pytest.raises(ValueError, match=r"tta must be one of none, flip, tencrop; got 'fivecrop'"):
+        model.tta = "fivecrop"
+
+
+def test_tencrop_tta_averages_the_ten_crops_of_the_enlarged_image(registry):
+    import tensorflow as tf
+
+    model = ferzoo.build("toy_rule", num_classes=7)
+    h, w, c = model.input_shape_hwc
+    x = np.random.default_rng(2).uniform(0, 255, (3, h, w, c)).astype("float32")
+    big = tf.image.resize(x, (round(h * 13 / 12), round(w * 13 / 12))).numpy()
+    H, W = big.shape[1:3]
+    crops = [big[:, oy:oy + h, ox:ox + w] for oy, ox in
+             [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]]
+    crops += [cr[:, :, ::-1] for cr in crops]
+    expected = np.mean([model.predict(cr, verbose=0) for cr in crops], axis=0)
+    assert not np.allclose(expected, model.predict(x, verbose=0), atol=1e-4)
+    model.tta = "tencrop"
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+    one_by_one = np.concatenate([model.predict(x[i:i + 1], verbose=0) for i in range(3)])
+    np.testing.assert_allclose(one_by_one, expected, atol=1e-5)  # no mixing across the batch
+    report = model.evaluate(ferzoo.get_dataset("synthetic", split="test"), verbose=0)
+    assert report["tta"] == "tencrop"
 
 
 def test_recipe_tta_is_reported_beside_the_single_pass_and_travels_in_the_card(registry, tmp_path):

@@ -328,3 +328,27 @@ def test_half_precision_copy_halves_the_file_and_keeps_the_predictions(registry,
     np.testing.assert_allclose(half.predict(x, verbose=0), full.predict(x, verbose=0), atol=5e-3)
     with pytest.raises(ValueError, match=r"--output .*toy.h5: must end in .weights.h5"):
         W.half_precision_copy(src, tmp_path / "toy.h5")
+
+
+def test_set_tta_rewrites_only_the_card_and_the_weights_load_with_it(registry, tmp_path, capsys):
+    from ferzoo.train import train
+
+    out = train("toy", dataset="synthetic", epochs=1, batch_size=32, verbose=0, limit=64, val_split="none",
+                output=str(tmp_path / "run"), say=lambda _l: None)
+    path = Path(out["weights"])
+    before = path.read_bytes()
+    assert ferzoo.load("toy", weights=str(path)).tta is None
+    assert W._main(["set-tta", str(path), "--tta", "tencrop", "--note", "measured: x"]) == 0
+    assert "tta 'tencrop'" in capsys.readouterr().out
+    assert path.read_bytes() == before  # weights untouched, the card's sha256 still holds
+    card = W.read_card(path)
+    assert card["tta"] == "tencrop" and card["note"] == "measured: x" and card["sha256"] == W.sha256_of(path)
+    assert ferzoo.load("toy", weights=str(path)).tta == "tencrop"
+    W.set_card_tta(path, None)
+    assert ferzoo.load("toy", weights=str(path)).tta is None and W.read_card(path)["note"] == "measured: x"
+    with pytest.raises(ValueError, match=r"--tta: must be one of none, flip, tencrop; got 'rot90'"):
+        W.set_card_tta(path, "rot90")
+    path.write_bytes(before[:-8] + b"12345678")  # the file no longer matches its card
+    with pytest.raises(ValueError, match="sha256 does not match its card; not rewriting"):
+        W.set_card_tta(path, "flip")
+    assert W.read_card(path)["tta"] is None

@@ -1,6 +1,9 @@
 """The shipped compact weights (``daf_cnn_compact.fer2013``, the embedded default): offline, small, card-driven
-flip averaging, a real smiling face called happy, and a TFLite export that agrees with Keras."""
+ten-crop averaging, a real smiling face called happy, and a TFLite export that agrees with Keras; with
+``-m slow`` and the real FER-2013 (``FERZOO_FER2013_DIR``, default ``../shared/datasets/fer2013``), the
+card's val accuracy."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ def shipped():
 def test_shipped_file_is_small_float16_and_its_card_says_how_it_predicts(shipped):
     path, card = W.resolve("daf_cnn_compact", "fer2013")
     assert Path(path).stat().st_size <= 5 * 2 ** 20
-    assert card["storage_dtype"] == "float16" and card["tta"] == "flip" and shipped.tta == "flip"
+    assert card["storage_dtype"] == "float16" and card["tta"] == "tencrop" and shipped.tta == "tencrop"
     assert card["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert card["metrics"]["split"] == "val" and card["metrics"]["accuracy"] > 0.6
     assert card["sources"] == [{"package": "ferzoo_plugins.daf_cnn",
@@ -39,3 +42,16 @@ def test_shipped_weights_export_to_tflite_with_the_same_top1(shipped):
     lite = run_tflite(interpreter(model_content=convert_tflite(shipped, "none")), images)
     report = parity(reference, lite)
     assert report["top1_agreement"] == 1.0 and report["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.slow
+def test_shipped_weights_reach_68_percent_on_real_fer2013_val_with_their_cards_tencrop(shipped):
+    data_dir = Path(os.environ.get("FERZOO_FER2013_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets"
+                                   / "fer2013"))
+    if not (data_dir / "val").is_dir() and not (data_dir / "PublicTest").is_dir():
+        pytest.skip(f"real FER-2013 not at {data_dir} (set FERZOO_FER2013_DIR)")
+    ds = ferzoo.get_dataset("fer2013", data_dir=str(data_dir), split="val")
+    tencrop = shipped.evaluate(ds, verbose=0)
+    single = shipped.evaluate(ds, verbose=0, tta=None)
+    assert tencrop["tta"] == "tencrop" and tencrop["num_examples"] == 3589
+    assert tencrop["accuracy"] >= 0.68 and single["accuracy"] < tencrop["accuracy"]

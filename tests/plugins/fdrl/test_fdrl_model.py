@@ -101,6 +101,20 @@ def test_zero_intra_fc_gives_intra_w_of_d_over_2():
     np.testing.assert_array_equal(w, np.full((3, 9), 64.0, "float32"))
 
 
+def test_intra_w_norm_mean_divides_alpha_by_d_and_shrinks_the_initial_logits():
+    x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    outs = {}
+    for norm in ("l1", "mean"):
+        keras.utils.set_random_seed(3)
+        model = ferzoo.build("fdrl", num_classes=7, input_shape=(32, 32, 3), intra_w_norm=norm)
+        assert model.get_layer("intra_w").norm == norm
+        outs[norm] = model(x, training=False)
+    np.testing.assert_allclose(_np(outs["mean"]["intra_weights"]), _np(outs["l1"]["intra_weights"]) / 128.0,
+                               rtol=1e-6)
+    assert np.all(_np(outs["mean"]["intra_weights"]) < 1.0)
+    assert np.abs(_np(outs["mean"]["logits"])).max() < 0.1 * np.abs(_np(outs["l1"]["logits"])).max()
+
+
 # -- 9.4 ------------------------------------------------------------------------------------------------------
 def test_inter_weights_symmetric_zero_diagonal_and_tanh_of_distance():
     g = np.array([[[0.0, 0.0], [3.0, 4.0]]], "float32")
@@ -222,7 +236,7 @@ def test_batch_of_one_equals_batch_of_32(small):
 
 def test_layers_serialise():
     layers = [BranchDense(3, 5, "sigmoid", shared_input=True, use_bias=False, name="b"), IntraWeight(name="w"),
-              BranchScale(name="s"), InterRelation(eps=1e-10, name="r"), NodeFusion(0.25, name="n"),
+              IntraWeight("mean", name="w2"), BranchScale(name="s"), InterRelation(eps=1e-10, name="r"), NodeFusion(0.25, name="n"),
               BranchSum(name="y")]
     for layer in layers:
         clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
@@ -237,6 +251,7 @@ def test_config_errors_name_the_key():
              ({"intra_rm": "yes"}, "intra_rm must be true or false"),
              ({"node_intra_term": "g"}, "node_intra_term must be one of"),
              ({"distance_eps": 0}, "distance_eps must be a number > 0"),
+             ({"intra_w_norm": "l2"}, r"intra_w_norm must be one of \('l1', 'mean'\)"),
              ({"lambda_b": -1}, "lambda_b must be a number >= 0"),
              ({"centre_update": "sgd"}, "centre_update must be one of"),
              ({"centre_rate": 2}, r"centre_rate must be a number in \[0, 1\]"),

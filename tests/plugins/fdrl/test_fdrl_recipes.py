@@ -92,3 +92,15 @@ def test_synthetic_recipe_is_quick():
     rec = _recipe("synthetic")
     assert rec["epochs"] <= 10 and rec["batch_size"] == 16 and rec["load_size"] is None
     assert rec["augmentation"] is None and rec["protocol"]["keep"] == "best"
+
+
+def test_the_scratch_recipe_builds_the_mean_intra_w_model_with_adam_1e3_and_cosine():
+    rec = _recipe("scratch")
+    assert rec["optimizer"]["config"]["learning_rate"] == 1e-3 and rec["epochs"] == 10
+    assert rec["schedule"] == {"type": "cosine", "epochs": 10, "min_lr": 1e-5}
+    assert rec["config"]["intra_w_norm"] == "mean" and rec["protocol"]["keep"] == "best"
+    assert learning_rate_at(rec["schedule"], 1e-3, 0) == pytest.approx(1e-3)
+    assert learning_rate_at(rec["schedule"], 1e-3, 10) == pytest.approx(1e-5)
+    model = ferzoo.build("fdrl", num_classes=7, input_shape=(32, 32, 3), recipe="scratch")
+    assert model.get_layer("intra_w").norm == "mean"
+    assert ferzoo.build("fdrl", num_classes=7, input_shape=(32, 32, 3)).get_layer("intra_w").norm == "l1"
