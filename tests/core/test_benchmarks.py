@@ -23,3 +23,34 @@ def test_train_throughput_benchmark_runs_at_a_small_size(tmp_path):
                     ("deep_emotion", "mixed_bfloat16")}
     assert all(r["images_per_second"] > 0 for r in data["rows"])
     assert data["pipeline"]["deep_emotion"]["ratio"] > 0
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_dan_profile_runs_at_a_small_size():
+    proc = _run("profile_dan.py", "--size", "32", "--calls", "2", "--train-steps", "1", "--top", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for path in ("keras predict_on_batch, batch 1", "frozen graph, batch 1", "train_on_batch, batch 32"):
+        assert f"{path}: " in proc.stdout
+    assert proc.stdout.count("| op type | share of host self time | ops per call |") == 3
+    assert "Conv2D" in proc.stdout
+    bad = _run("profile_dan.py", "--calls", "0")
+    assert bad.returncode == 2 and "--calls must be >= 1, got 0" in bad.stderr
+
+
+def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")  # the [torch] extra, which the README's test command installs
+    out = tmp_path / "side.json"
+    proc = _run("bench_dan_vs_torch.py", "--size", "32", "--rounds", "1", "--b1", "1", "--train-steps", "1",
+                "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    median = json.loads(out.read_text())["median"]
+    assert set(median) == {"ferzoo float32", "ferzoo float32 frozen", "ferzoo float32 xla", "ferzoo bfloat16",
+                           "ferzoo bfloat16 frozen", "ferzoo bfloat16 xla", "pytorch float32", "pytorch bfloat16"}
+    assert median["ferzoo float32 frozen"]["train_img_s"] is None and median["ferzoo float32"]["train_img_s"] > 0
+    assert "| ferzoo float32 frozen |" in proc.stdout and "| - | - |" in proc.stdout

@@ -162,3 +162,15 @@ def test_benchmark_pieces_run_in_small_mode():
     assert np.isfinite(one["loss"]) and one["trainable_params"] < 200_000
     lat = benchmark.latency(batch_sizes=(2,), repeats=1, small=True)["results"]["2"]
     assert lat["batched"]["seconds"] > 0 and lat["branches"]["seconds"] > 0 and lat["max_abs_prob_diff"] < 1e-5
+
+
+def test_the_cpu_recipe_is_a_narrower_lnlattennet_with_unet_batch_norm():
+    from ferzoo.recipes import resolve_recipe
+
+    rec = resolve_recipe(ferzoo.model_info("lnlattennet").recipe_table(), "cpu", "lnlattennet")
+    assert rec["epochs"] == 6 and rec["batch_size"] == 32 and rec["optimizer"]["config"]["learning_rate"] == 1e-3
+    assert rec["protocol"]["keep"] == "best" and rec["load_size"] == [154, 154]
+    model = ferzoo.build("lnlattennet", num_classes=7, input_shape=(64, 64, 3), recipe="cpu")
+    assert model.get_layer("patches").output.shape[1:] == (21, 21, 16, 16)  # Eq. 5 at 64: 21 px, 7 px overlap
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert 5e6 < model.count_params() < 0.15 * 89_654_167
