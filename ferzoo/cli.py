@@ -9,6 +9,34 @@ import sys
 from pathlib import Path
 
 
+def _face_margin(text):
+    """An argparse type: ``--face-margin``, a number in ferzoo.faces.MARGIN_RANGE."""
+    from ferzoo.faces import MARGIN_RANGE
+
+    lo, hi = MARGIN_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {text!r}") from None
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {value:g}")
+    return value
+
+
+def _crop_override(args, model):
+    """The card's crop rule with ``--face-margin`` / ``--align`` put in (None: the card's rule as it is)."""
+    if args.face_margin is None and args.align is None:
+        return None
+    from ferzoo.faces import FaceCrop, crop_for_card
+    from ferzoo.predict import weights_label
+
+    base, _note = crop_for_card(getattr(model, "weights_card", None), weights_label(model))
+    crop = FaceCrop(margin=base.margin if args.face_margin is None else args.face_margin,
+                    align=base.align if args.align is None else args.align, detector=base.detector)
+    _say(f"face crop: {crop.describe()} (--face-margin / --align; the card's rule: {base.describe()})")
+    return crop
+
+
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= ``minimum`` (argparse names the option in its error)."""
     def parse(text):
@@ -258,8 +286,9 @@ def cmd_predict(args):
     if args.top_k > model.num_classes:
         raise SystemExit(f"error: --top-k must be at most {model.num_classes} (the model's class count), "
                          f"got {args.top_k}")
+    crop = None if args.no_detect else _crop_override(args, model)
     records = predict_files(paths, model=model, detect=not args.no_detect, every=args.every, output=args.output,
-                            annotate=args.annotate, progress=False if args.quiet else None, say=_say)
+                            annotate=args.annotate, crop=crop, progress=False if args.quiet else None, say=_say)
     for r in records:
         if r["status"] != "ok":
             print(f"{_where(r)}: {r['status']}")
@@ -279,10 +308,14 @@ def cmd_predict(args):
 def cmd_explain(args):
     from ferzoo.predict import explain_files
 
+    from ferzoo.predict import load_model
+
     paths = _input_paths(args, "explain")
-    records = explain_files(paths, model=args.model, weights=args.weights, output=args.output,
-                            methods=args.method, detect=not args.no_detect, every=args.every, size=args.size,
-                            progress=False if args.quiet else None, say=_say)
+    model = load_model(args.model, args.weights, _say)
+    crop = None if args.no_detect else _crop_override(args, model)
+    records = explain_files(paths, model=model, output=args.output, methods=args.method, detect=not args.no_detect,
+                            every=args.every, crop=crop, size=args.size, progress=False if args.quiet else None,
+                            say=_say)
     for r in records:
         if r["status"] != "ok":
             _say(f"{_where(r)}: {r['status']}")
@@ -396,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotate", metavar="DIR", help="write each photo / sampled frame with boxes and labels here")
     s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face (FER-2013, CK+48)")
     s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
+    s.add_argument("--face-margin", type=_face_margin, metavar="M",
+                   help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
+    s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
     s.add_argument("--top-k", type=_int_at_least(1), default=3, help="classes printed per face")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_predict)
@@ -410,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="also explain the bundled public-domain photo")
     s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face")
     s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
+    s.add_argument("--face-margin", type=_face_margin, metavar="M",
+                   help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
+    s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
     s.add_argument("--size", type=_int_at_least(64), default=256, help="height of each picture in pixels")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_explain)

@@ -361,3 +361,25 @@ def test_predict_command_line(tmp_path, capsys):
     assert lines[1].startswith(str(ferzoo.demo_image(path_only=True)) + ": happy")  # --demo comes last
     assert f"records written to {out_csv}" in out.err
     assert len(P.read_records_csv(out_csv)) == 2
+
+
+def test_face_margin_and_align_override_the_cards_crop_on_the_command_line(tmp_path, capsys):
+    default_json, wide_json = tmp_path / "default.json", tmp_path / "wide.json"
+    assert main(["predict", "--demo", "--output", str(default_json), "--quiet"]) == 0
+    assert "--face-margin" not in capsys.readouterr().err
+    assert main(["predict", "--demo", "--face-margin", "0.4", "--align", "none", "--output", str(wide_json),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "face crop: mtcnn box, margin 0.4, not rotated (--face-margin / --align; the card's rule: mtcnn box, " \
+           "margin 0, eyes level)" in err
+    default, wide = (json.loads(p.read_text())[0] for p in (default_json, wide_json))
+    assert default["box"] == wide["box"] and default["status"] == wide["status"] == "ok"
+    assert default["probabilities"] != wide["probabilities"]  # another crop reached the model
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--demo", "--face-margin", "2"])
+    assert exc.value.code == 2
+    assert "--face-margin: must be a number in [-0.3, 1.0], got 2" in capsys.readouterr().err
+    out = tmp_path / "explain"
+    assert main(["explain", "--demo", "--face-margin", "0.1", "--output", str(out), "--quiet"]) == 0
+    assert "margin 0.1, eyes level (--face-margin / --align" in capsys.readouterr().err
+    assert list(out.glob("*.png"))
