@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import keras
 
+from ..layers import FusedBatchNormalization
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # = PyTorch momentum 0.1
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, stride of the first block), 2 blocks each
@@ -26,7 +28,7 @@ def conv_initializer(seed=None):
 
 
 def _bn(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _conv(filters, kernel, stride, name):

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from ferzoo.backbones.resnet import BN_EPSILON, BN_MOMENTUM
+from ferzoo.layers import FusedBatchNormalization
 
 PACKAGE = "ferzoo_dan"
 
@@ -25,7 +26,7 @@ def head_dense_initializer():
 
 
 def _bn(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
