@@ -112,16 +112,18 @@ def write_evaluation(report: Mapping, folder: str | os.PathLike, meta: Mapping[s
 
 def training_curves_png(history: Mapping[str, Sequence[float]], path: str | os.PathLike,
                         title: str | None = None) -> Path:
-    """Per-epoch training curves as a PNG: the losses (main and auxiliary, train and validation), the
-    accuracies, and the learning rate when the history has it. ``history`` maps a Keras log name to one value
-    per epoch (``history.json``)."""
+    """Per-epoch training curves as a PNG: the total loss, the auxiliary losses (unweighted, in their own panel
+    on a log scale, so that a large one such as a centre loss does not flatten the total), the accuracies, and
+    the learning rate when the history has it (train solid, validation dashed). ``history`` maps a Keras log
+    name to one value per epoch (``history.json``)."""
     plt = _pyplot()
     hist = {k: [float(v) for v in vals] for k, vals in history.items() if len(vals)}
     if not hist:
         raise ValueError("training_curves_png: the history is empty")
-    losses = sorted(k for k in hist if k.endswith("loss"))
+    losses = sorted(k for k in hist if k in ("loss", "val_loss"))
+    aux = sorted(k for k in hist if k.endswith("loss") and k not in losses)
     scores = sorted(k for k in hist if not k.endswith("loss") and k != "learning_rate")
-    panels = [("loss", losses), ("accuracy and other metrics", scores)]
+    panels = [("loss", losses), ("auxiliary losses (unweighted)", aux), ("accuracy and other metrics", scores)]
     if "learning_rate" in hist:
         panels.append(("learning rate", ["learning_rate"]))
     panels = [(t, keys) for t, keys in panels if keys]
@@ -135,7 +137,7 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: str | os.P
                 ax.plot(epochs, values, style, marker="o" if len(values) <= 30 else None, markersize=3, label=key)
             ax.set_xlabel("epoch")
             ax.set_title(label)
-            if label == "learning rate" and min(hist["learning_rate"]) > 0:
+            if label in ("learning rate", "auxiliary losses (unweighted)") and min(min(hist[k]) for k in keys) > 0:
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

@@ -167,3 +167,36 @@ def test_plots_reject_bad_input(tmp_path):
     with pytest.raises(ValueError, match="the history is empty"):
         training_curves_png({"loss": []}, tmp_path / "y.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_training_curves_put_auxiliary_losses_in_their_own_log_scale_panel(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from ferzoo import plots
+
+    history = {"loss": [2.0, 1.5, 1.2], "val_loss": [1.9, 1.6, 1.4], "compactness_loss": [240.0, 160.0, 120.0],
+               "val_compactness_loss": [250.0, 170.0, 130.0], "accuracy": [0.3, 0.5, 0.6],
+               "val_accuracy": [0.35, 0.5, 0.55], "learning_rate": [1e-3, 5e-4, 1e-4]}
+    captured = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        captured["axes"] = [(ax.get_title(), ax.get_yscale(), sorted(l.get_label() for l in ax.get_lines()))
+                            for ax in fig.axes]
+        return real_save(fig, path)
+
+    plots._save = keep
+    try:
+        out = plots.training_curves_png(history, tmp_path / "curves.png", title="t")
+    finally:
+        plots._save = real_save
+    assert out.is_file() and out.stat().st_size > 1000
+    assert captured["axes"] == [
+        ("loss", "linear", ["loss", "val_loss"]),
+        ("auxiliary losses (unweighted)", "log", ["compactness_loss", "val_compactness_loss"]),
+        ("accuracy and other metrics", "linear", ["accuracy", "val_accuracy"]),
+        ("learning rate", "log", ["learning_rate"])]
+    plt.close("all")
