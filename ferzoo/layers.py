@@ -23,8 +23,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
     name, files written with Keras' layer and with this one are interchangeable, and a model that mixes both
     (a fused 4-D one, a 2-D one falling back) numbers its groups as before."""
 
+    #: ``False`` (on the class or one layer, before the layer is first called) uses Keras' own code path
+    use_fused_kernel = True
+
     def _fusable(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+        return (self.use_fused_kernel and keras.backend.backend() == "tensorflow" and mask is None
+                and len(inputs.shape) == 4
                 and self.axis in (-1, 3) and not self.renorm and not getattr(self, "synchronized", False))
 
     def call(self, inputs, training=None, mask=None):

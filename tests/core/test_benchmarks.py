@@ -54,3 +54,11 @@ def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
                            "ferzoo bfloat16 frozen", "ferzoo bfloat16 xla", "pytorch float32", "pytorch bfloat16"}
     assert median["ferzoo float32 frozen"]["train_img_s"] is None and median["ferzoo float32"]["train_img_s"] > 0
     assert "| ferzoo float32 frozen |" in proc.stdout and "| - | - |" in proc.stdout
+
+
+def test_batchnorm_benchmark_runs_at_a_small_size():
+    proc = _run("bench_batchnorm.py", "--size", "32", "--rounds", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| Keras' code path |" in proc.stdout and "| fused kernel |" in proc.stdout
+    assert "(40 ferzoo batch-norm layers)" in proc.stdout  # ResNet-18 and the 4 heads; the 2-D logits BN is Keras
+    assert "| fused / Keras |" in proc.stdout

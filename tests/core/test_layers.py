@@ -41,6 +41,18 @@ def test_training_step_matches_keras_outputs_moving_statistics_and_gradients(cen
         np.testing.assert_allclose(g_fused, g_ref, rtol=1e-4, atol=1e-4 * float(np.abs(g_ref).max()))
 
 
+def test_the_keras_code_path_can_be_chosen_per_layer():
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(6).normal(0, 1, (2, 3, 3, 4)).astype("float32"))
+    for fused_kernel, expected in ((True, True), (False, False)):
+        layer = FusedBatchNormalization()
+        layer.use_fused_kernel = fused_kernel
+        layer.build(x.shape)
+        graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(x).graph
+        assert any(op.type == "FusedBatchNormV3" for op in graph.get_operations()) is expected
+
+
 def test_inference_and_frozen_layers_use_the_moving_statistics():
     x = np.random.default_rng(2).normal(0, 1, (2, 3, 3, 4)).astype("float32")
     ref, fused = _pair(x.shape)
