@@ -149,6 +149,12 @@ def validate_schedule(schedule, model: str = "?") -> None:
     kind = schedule.get("type") if isinstance(schedule, Mapping) else None
     if kind not in SCHEDULES:
         raise ValueError(f"model {model!r}: recipe schedule type {kind!r} is not one of {list(SCHEDULES)}")
+    required = {"step": ("step_epochs",), "multistep": ("milestones",), "exponential": ("gamma",),
+                "cosine": ("epochs",)}.get(kind, ())
+    missing = [key for key in required if key not in schedule]
+    if missing:
+        raise ValueError(f"model {model!r}: recipe schedule {kind!r} needs {', '.join(missing)} "
+                         f"(got {dict(schedule)})")
 
 
 def learning_rate_at(schedule: Mapping | None, base_lr: float, epoch: int) -> float:

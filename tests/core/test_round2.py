@@ -506,3 +506,16 @@ def test_load_size_keeps_its_ratio_at_another_input_size(registry, tmp_path):
     # the toy recipe crops 16 x 16 from 20 x 20; at 32 x 32 that is a crop from 40 x 40
     assert any("resizes to [20, 20] for a 16x16 input; at 32x32 it resizes to [40, 40]" in l for l in lines)
     assert out["card"]["eval_crop"] == [40, 40]
+
+
+def test_a_schedule_without_its_required_key_is_an_error_that_names_it():
+    from ferzoo.recipes import validate_schedule
+
+    with pytest.raises(ValueError, match=r"model 'm': recipe schedule 'cosine' needs epochs \(got \{'type': 'cosine'"):
+        validate_schedule({"type": "cosine", "min_lr": 1e-5}, "m")
+    with pytest.raises(ValueError, match=r"recipe schedule 'multistep' needs milestones"):
+        validate_schedule({"type": "multistep", "gamma": 0.1}, "m")
+    with pytest.raises(ValueError, match=r"recipe schedule type 'linear' is not one of"):
+        validate_schedule({"type": "linear"}, "m")
+    validate_schedule({"type": "cosine", "epochs": 3}, "m")
+    validate_schedule({"type": "constant"}, "m")
