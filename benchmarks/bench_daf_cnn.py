@@ -67,6 +67,14 @@ def speed(model, runs: int, train_steps: int, tflite_bytes: bytes | None) -> dic
     x64 = rng.uniform(0, 255, (64, *shape)).astype("float32")
     out = {"keras_b1_ms": 1000 * _median_seconds(lambda: model.predict_on_batch(x1), runs),
            "keras_b64_img_s": 64 / _median_seconds(lambda: model.predict_on_batch(x64), max(3, runs // 4))}
+    for tta in ("flip", "tencrop"):  # the test-time augmentations a card can name (2 and 10 passes)
+        model.tta = tta
+        try:
+            out[f"keras_{tta}_b1_ms"] = 1000 * _median_seconds(lambda: model.predict_on_batch(x1), runs)
+            out[f"keras_{tta}_b64_img_s"] = 64 / _median_seconds(lambda: model.predict_on_batch(x64),
+                                                                 max(3, runs // 4))
+        finally:
+            model.tta = None
     if tflite_bytes is not None:
         interp = interpreter(model_content=tflite_bytes, num_threads=2)
         out["tflite_b1_ms"] = 1000 * _median_seconds(lambda: run_tflite(interp, x1), runs)
@@ -121,6 +129,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--train-steps", type=int, default=10)
     p.add_argument("--small", action="store_true", help="a quick smoke run (CI): few calls, compact model only")
+    p.add_argument("--models", nargs="+", choices=["daf_cnn", "daf_cnn_compact"], help="default: both")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     import keras
@@ -131,7 +140,7 @@ def main(argv=None) -> int:
 
     runs, steps = (3, 2) if args.small else (args.runs, args.train_steps)
     results = {"cpu_count": os.cpu_count(), "models": {}}
-    for name in (["daf_cnn_compact"] if args.small else ["daf_cnn", "daf_cnn_compact"]):
+    for name in args.models or (["daf_cnn_compact"] if args.small else ["daf_cnn", "daf_cnn_compact"]):
         keras.utils.set_random_seed(0)
         model = ferzoo.build(name, num_classes=7, recipe="fer2013")
         row = {"input": "x".join(map(str, model.input_shape_hwc)),
@@ -153,6 +162,12 @@ def main(argv=None) -> int:
         print(f"| {name} | {r['input']} | {r['trainable_params']:,} | {r['macs'] / 1e6:,.1f} M | {r['tflite_mb']:.2f} | "
               f"{r['keras_b1_ms']:.2f} | {r['keras_b64_img_s']:,.0f} | {r['tflite_b1_ms']:.2f} | "
               f"{r['tflite_b64_img_s']:,.0f} | {r['train_float32_img_s']:,.1f} | {r['train_mixed_bfloat16_img_s']:,.1f} |")
+    print()
+    print("| model | Keras b1 ms: one pass / flip / ten-crop | Keras b64 img/s: one pass / flip / ten-crop |")
+    print("|---|---|---|")
+    for name, r in results["models"].items():
+        print(f"| {name} | {r['keras_b1_ms']:.2f} / {r['keras_flip_b1_ms']:.2f} / {r['keras_tencrop_b1_ms']:.2f} | "
+              f"{r['keras_b64_img_s']:,.0f} / {r['keras_flip_b64_img_s']:,.0f} / {r['keras_tencrop_b64_img_s']:,.0f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -62,3 +62,10 @@ def test_batchnorm_benchmark_runs_at_a_small_size():
     assert "| Keras' code path |" in proc.stdout and "| fused kernel |" in proc.stdout
     assert "(40 ferzoo batch-norm layers)" in proc.stdout  # ResNet-18 and the 4 heads; the 2-D logits BN is Keras
     assert "| fused / Keras |" in proc.stdout
+
+
+def test_daf_cnn_benchmark_runs_at_a_small_size_with_the_tta_rows():
+    proc = _run("bench_daf_cnn.py", "--small")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| daf_cnn_compact | 48x48x1 | 1,782,249 |" in proc.stdout
+    assert "| model | Keras b1 ms: one pass / flip / ten-crop |" in proc.stdout
