@@ -69,3 +69,12 @@ def test_daf_cnn_benchmark_runs_at_a_small_size_with_the_tta_rows():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| daf_cnn_compact | 48x48x1 | 1,782,249 |" in proc.stdout
     assert "| model | Keras b1 ms: one pass / flip / ten-crop |" in proc.stdout
+
+
+def test_latency_benchmark_runs_for_a_built_model():
+    proc = _run("bench_latency.py", "deep_emotion", "--b1", "1", "--b64", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deep_emotion (random weights), input 48x48x1, tta None" in proc.stdout
+    assert "| Keras predict_on_batch |" in proc.stdout and "| frozen graph |" in proc.stdout
+    bad = _run("bench_latency.py", "deep_emotion", "--weights", "x", "--input-shape", "48,48,1")
+    assert bad.returncode == 2 and "--input-shape: the weights' card fixes the input shape" in bad.stderr
