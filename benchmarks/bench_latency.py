@@ -2,7 +2,7 @@
 card's test-time augmentation included) and through ``ferzoo.export.frozen_predictor``.
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_latency.py MODEL [--weights TAG|FILE] [--input-shape H,W,C]
-        [--b1 15] [--b64 3]
+        [--b1 15] [--b64 3] [--inter-op N] [--intra-op N]
 
 Without ``--weights`` the model is built with random weights (``--input-shape`` for another input size).
 Random pixels; the median of the timed calls after two warm-up calls.
@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--input-shape", help="H,W,C (random weights only)")
     p.add_argument("--b1", type=int, default=15, help="timed batch-1 calls")
     p.add_argument("--b64", type=int, default=3, help="timed batch-64 calls")
+    p.add_argument("--inter-op", type=int, help="TensorFlow inter-op threads (default: TensorFlow's)")
+    p.add_argument("--intra-op", type=int, help="TensorFlow intra-op threads (default: TensorFlow's)")
     args = p.parse_args(argv)
     if args.b1 < 1 or args.b64 < 1:
         p.error("--b1 and --b64 must be >= 1")
@@ -41,6 +43,12 @@ def main(argv=None) -> int:
         p.error("--input-shape: the weights' card fixes the input shape; give one or the other")
 
     import numpy as np
+    import tensorflow as tf
+
+    if args.inter_op is not None:  # before anything runs: TensorFlow fixes its pools on first use
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.intra_op is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
 
     import ferzoo
     from ferzoo.export import frozen_predictor
@@ -53,7 +61,10 @@ def main(argv=None) -> int:
     x = np.random.default_rng(0).uniform(0, 255, (64, *model.input_shape_hwc)).astype("float32")
     frozen = frozen_predictor(model)
     shape = "x".join(map(str, model.input_shape_hwc))
-    print(f"{args.model} ({args.weights or 'random weights'}), input {shape}, tta {model.tta}\n")
+    threads = (tf.config.threading.get_inter_op_parallelism_threads(),
+               tf.config.threading.get_intra_op_parallelism_threads())
+    print(f"{args.model} ({args.weights or 'random weights'}), input {shape}, tta {model.tta}, "
+          f"inter/intra-op threads {threads[0] or 'default'}/{threads[1] or 'default'}\n")
     print("| path | batch-1 ms | batch-64 ms | batch-64 img/s |")
     print("|---|---:|---:|---:|")
     for label, fn in (("Keras predict_on_batch", model.predict_on_batch), ("frozen graph", frozen)):

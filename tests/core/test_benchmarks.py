@@ -74,7 +74,7 @@ def test_daf_cnn_benchmark_runs_at_a_small_size_with_the_tta_rows():
 def test_latency_benchmark_runs_for_a_built_model():
     proc = _run("bench_latency.py", "deep_emotion", "--b1", "1", "--b64", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "deep_emotion (random weights), input 48x48x1, tta None" in proc.stdout
+    assert "deep_emotion (random weights), input 48x48x1, tta None, inter/intra-op threads default/default" in proc.stdout
     assert "| Keras predict_on_batch |" in proc.stdout and "| frozen graph |" in proc.stdout
     bad = _run("bench_latency.py", "deep_emotion", "--weights", "x", "--input-shape", "48,48,1")
     assert bad.returncode == 2 and "--input-shape: the weights' card fixes the input shape" in bad.stderr
