@@ -13,8 +13,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Why: Keras 3's TensorFlow backend normalises with ``tf.nn.batch_normalization`` (separate moments, Mul and
     Add ops), which TensorFlow's graph optimizer cannot fold into the preceding convolution; on this project's
-    2-core CPU the fused kernel made DAN's training step 25 % (float32) to 50 % (mixed bfloat16) faster and its
-    batch-1 inference about 40 % faster at 112 x 112 (``BENCHMARKS.md``, issue 13 section). Other ranks,
+    2-core CPU the fused kernel made DAN's training step at 224 x 224 1.26x (float32) and 1.78x (mixed bfloat16)
+    as fast, batch-1 inference about the same (``benchmarks/bench_batchnorm.py``; ``BENCHMARKS.md``, CPU speed
+    section). Other ranks,
     channels-first data, masks, renormalisation, synchronised statistics and non-TensorFlow backends use the
     parent's code.
 

@@ -1,10 +1,13 @@
-"""The benchmark scripts keep running (CI runs them at a tiny size; the figures come from real runs)."""
+"""The benchmark scripts keep running (CI runs them at a tiny size, the two heaviest with `-m slow`; the figures
+come from real runs)."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,9 +44,8 @@ def test_dan_profile_runs_at_a_small_size():
     assert bad.returncode == 2 and "--calls must be >= 1, got 0" in bad.stderr
 
 
+@pytest.mark.slow  # about 1.5 min (two DAN models per policy, XLA compiles, PyTorch): keeps the default run short
 def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
-    import pytest
-
     pytest.importorskip("torch")  # the [torch] extra, which the README's test command installs
     out = tmp_path / "side.json"
     proc = _run("bench_dan_vs_torch.py", "--size", "32", "--rounds", "1", "--b1", "1", "--train-steps", "1",
@@ -64,6 +66,7 @@ def test_batchnorm_benchmark_runs_at_a_small_size():
     assert "| fused / Keras |" in proc.stdout
 
 
+@pytest.mark.slow  # about 1.5 min (TFLite conversion, training in two precisions)
 def test_daf_cnn_benchmark_runs_at_a_small_size_with_the_tta_rows():
     proc = _run("bench_daf_cnn.py", "--small")
     assert proc.returncode == 0, proc.stderr[-3000:]
