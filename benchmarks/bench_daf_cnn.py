@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
+
+from timing import median_seconds
 
 
 def forward_macs(model) -> int:
@@ -45,14 +45,7 @@ def forward_macs(model) -> int:
 
 
 def _median_seconds(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, runs, warmup)
 
 
 def speed(model, runs: int, train_steps: int, tflite_bytes: bytes | None) -> dict:

@@ -25,19 +25,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
+from timing import median_seconds
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _median_time(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def torch_side(size: int, classes: int):
@@ -135,7 +127,7 @@ def serve(kind: str, size: int, classes: int, conn) -> None:
         if msg is None:
             return
         name, key, n = msg
-        conn.send(_median_time(sides[name][key], n))
+        conn.send(median_seconds(sides[name][key], n))
 
 
 def main(argv=None) -> int:

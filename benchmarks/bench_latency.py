@@ -11,20 +11,9 @@ Random pixels; the median of the timed calls after two warm-up calls.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
-
-def _median(fn, n: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def main(argv=None) -> int:
@@ -68,8 +57,8 @@ def main(argv=None) -> int:
     print("| path | batch-1 ms | batch-64 ms | batch-64 img/s |")
     print("|---|---:|---:|---:|")
     for label, fn in (("Keras predict_on_batch", model.predict_on_batch), ("frozen graph", frozen)):
-        b1 = _median(lambda: fn(x[:1]), args.b1)
-        b64 = _median(lambda: fn(x), args.b64)
+        b1 = median_seconds(lambda: fn(x[:1]), args.b1, warmup=2)
+        b64 = median_seconds(lambda: fn(x), args.b64, warmup=2)
         print(f"| {label} | {1000 * b1:.1f} | {1000 * b64:.1f} | {64 / b64:.0f} |")
     return 0
 

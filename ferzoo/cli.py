@@ -306,9 +306,7 @@ def cmd_predict(args):
 
 
 def cmd_explain(args):
-    from ferzoo.predict import explain_files
-
-    from ferzoo.predict import load_model
+    from ferzoo.predict import explain_files, load_model
 
     paths = _input_paths(args, "explain")
     model = load_model(args.model, args.weights, _say)
@@ -357,7 +355,16 @@ def cmd_convert(args):
     return 0
 
 
+def _add_crop_options(s) -> None:
+    """``--face-margin`` and ``--align`` (read by :func:`_crop_override`) for ``predict`` and ``explain``."""
+    s.add_argument("--face-margin", type=_face_margin, metavar="M",
+                   help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
+    s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ferzoo.recipes import TTA_OPTIONS
+
     p = argparse.ArgumentParser(prog="ferzoo", description="Facial expression recognition model zoo.")
     p.add_argument("--version", action="version", version=f"ferzoo {__import__('ferzoo').__version__}")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -408,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="val")
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     s.add_argument("--json", action="store_true", help="print the report as JSON")
-    s.add_argument("--tta", choices=["none", "flip", "tencrop"],
+    s.add_argument("--tta", choices=TTA_OPTIONS,
                    help="test-time augmentation (default: the weights' card's; flip: mean with the mirror image; "
                         "tencrop: mean over the 4 corner and centre crops of the image enlarged 13/12 times and "
                         "their mirror images)")
@@ -429,9 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotate", metavar="DIR", help="write each photo / sampled frame with boxes and labels here")
     s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face (FER-2013, CK+48)")
     s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
-    s.add_argument("--face-margin", type=_face_margin, metavar="M",
-                   help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
-    s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
+    _add_crop_options(s)
     s.add_argument("--top-k", type=_int_at_least(1), default=3, help="classes printed per face")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_predict)
@@ -446,9 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="also explain the bundled public-domain photo")
     s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face")
     s.add_argument("--every", type=_int_at_least(1), metavar="N", help="read every N-th video frame (default 10)")
-    s.add_argument("--face-margin", type=_face_margin, metavar="M",
-                   help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
-    s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
+    _add_crop_options(s)
     s.add_argument("--size", type=_int_at_least(64), default=256, help="height of each picture in pixels")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_explain)

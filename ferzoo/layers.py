@@ -15,9 +15,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     Add ops), which TensorFlow's graph optimizer cannot fold into the preceding convolution; on this project's
     2-core CPU the fused kernel made DAN's training step at 224 x 224 1.26x (float32) and 1.78x (mixed bfloat16)
     as fast, batch-1 inference about the same (``benchmarks/bench_batchnorm.py``; ``BENCHMARKS.md``, CPU speed
-    section). Other ranks,
-    channels-first data, masks, renormalisation, synchronised statistics and non-TensorFlow backends use the
-    parent's code.
+    section). Other ranks, channels-first data, masks, renormalisation, synchronised statistics and
+    non-TensorFlow backends use the parent's code.
 
     The class keeps Keras' name (registered as ``ferzoo>BatchNormalization``; :data:`FusedBatchNormalization` is
     an alias) because Keras 3 names a layer's group in a ``.weights.h5`` file after its class: with the same
@@ -29,8 +28,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _fusable(self, inputs, mask) -> bool:
         return (self.use_fused_kernel and keras.backend.backend() == "tensorflow" and mask is None
-                and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and not self.renorm and not getattr(self, "synchronized", False))
+                and len(inputs.shape) == 4 and self.axis in (-1, 3) and not self.renorm
+                and not getattr(self, "synchronized", False))
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from .losses import AuxiliaryLoss
 from .metrics import EvaluationReport, classification_report
-from .recipes import learning_rate_at, make_optimizer, resolve_recipe
+from .recipes import TTA_CHOICES, learning_rate_at, make_optimizer, resolve_recipe
 from .specs import InputSpec
 
 
@@ -71,7 +71,7 @@ class FERModel(keras.Model):
         self._tta = None
 
     #: test-time augmentations :attr:`tta` accepts (``None``: the single image as given)
-    TTA_CHOICES = (None, "flip", "tencrop")
+    TTA_CHOICES = TTA_CHOICES
     #: ``tta="tencrop"`` enlarges the input by this factor (48 -> 52) and cuts the ten crops of the input size
     TENCROP_SCALE = 13 / 12
 

@@ -23,8 +23,8 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best"}`` divides
                the learning rate on a plateau and, with ``reload_best``, reloads the best weights first;
                ``drop_remainder`` drops the last partial training batch;
-               ``tta`` ``null``, ``"flip"`` or ``"tencrop"`` (see ``FERModel.tta``): the test-time augmentation of the final report, stored in the
-               card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
+               ``tta`` one of :data:`TTA_CHOICES` (see ``FERModel.tta``): the test-time augmentation of the
+               final report, stored in the card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
 and free keys that the data pipeline and the ``train`` driver read (``note``, ``paper_test_accuracy``, ...).
 """
 
@@ -55,6 +55,12 @@ DEFAULT_PROTOCOL = {"keep": "best", "report_mean_last": 0, "reduce_on_plateau": 
                     "tta": None}
 PLATEAU_KEYS = {"monitor": "val_loss", "factor": 0.1, "patience": 10, "min_lr": 0.0, "reload_best": False,
                 "min_delta": 0.0}
+
+#: the test-time augmentations a model, a recipe and a weights card can name (``None``: one pass); the one
+#: list that ``FERModel.tta``, recipe protocols and the ``--tta`` options check against
+TTA_CHOICES = (None, "flip", "tencrop")
+#: the same as command-line choices (``none`` for ``None``)
+TTA_OPTIONS = tuple(c or "none" for c in TTA_CHOICES)
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
 
@@ -114,8 +120,10 @@ def protocol_of(recipe: Mapping, model: str = "?") -> dict:
     proto = {**DEFAULT_PROTOCOL, **given}
     if proto["keep"] not in ("best", "last"):
         raise ValueError(f"model {model!r}: protocol keep must be 'best' or 'last', got {proto['keep']!r}")
-    if proto["tta"] not in (None, "flip", "tencrop"):
-        raise ValueError(f"model {model!r}: protocol tta must be null, 'flip' or 'tencrop', got {proto['tta']!r}")
+    if proto["tta"] not in TTA_CHOICES:
+        named = [repr(c) for c in TTA_CHOICES if c]
+        raise ValueError(f"model {model!r}: protocol tta must be null, {', '.join(named[:-1])} or {named[-1]}, "
+                         f"got {proto['tta']!r}")
     k = proto["report_mean_last"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise ValueError(f"model {model!r}: protocol report_mean_last must be an integer >= 0, got {k!r}")

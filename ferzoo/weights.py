@@ -727,10 +727,10 @@ def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, ch
 def set_card_tta(weights_path: str | os.PathLike, tta: str | None, *, note: str | None = None) -> dict:
     """Rewrite the card beside ``weights_path`` (atomically) so that the weights load with test-time
     augmentation ``tta``; the weights file and its sha256 stay as they are. ``note`` replaces the card's note."""
-    from .model import FERModel
+    from .recipes import TTA_CHOICES
 
-    if tta not in FERModel.TTA_CHOICES:
-        raise ValueError(f"--tta: must be one of none, {', '.join(c for c in FERModel.TTA_CHOICES if c)}; got {tta!r}")
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"--tta: must be one of none, {', '.join(c for c in TTA_CHOICES if c)}; got {tta!r}")
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: no such weights file")
@@ -746,6 +746,8 @@ def set_card_tta(weights_path: str | os.PathLike, tta: str | None, *, note: str 
 
 def _main(argv=None) -> int:
     import argparse
+
+    from .recipes import TTA_OPTIONS
 
     p = argparse.ArgumentParser(prog="python -m ferzoo.weights", description="maintain zoo_registry.json")
     p.add_argument("--registry", help="the catalogue to edit (default: the package's zoo_registry.json)")
@@ -763,13 +765,13 @@ def _main(argv=None) -> int:
     s = sub.add_parser("half", help="re-save a weights file and its card with float16 arrays (half the size)")
     s.add_argument("weights_path")
     s.add_argument("--output", required=True, help="the new .weights.h5 (its card is written beside it)")
-    s.add_argument("--tta", choices=["none", "flip", "tencrop"],
+    s.add_argument("--tta", choices=TTA_OPTIONS,
                    help="the copy's test-time augmentation (default: the card's)")
     s.add_argument("--note", help="a note for the copy's card (e.g. how its figures were measured)")
     s = sub.add_parser("set-tta", help="change the test-time augmentation a weights file's card names (the weights "
                                        "file is not touched)")
     s.add_argument("weights_path")
-    s.add_argument("--tta", required=True, choices=["none", "flip", "tencrop"])
+    s.add_argument("--tta", required=True, choices=TTA_OPTIONS)
     s.add_argument("--note", help="replaces the card's note (e.g. the accuracies with each tta and the command)")
     args = p.parse_args(argv)
     target = Path(args.registry) if args.registry else registry_path()
