@@ -40,8 +40,11 @@ def gradcam_plus_plus(model, images, class_index, layer: str | None = None, outp
     if layer is None:
         layer = last_spatial_layer(model)
     cam = GradcamPlusPlus(model.output_model(output), clone=False)
+    # seek_penultimate_conv_layer=False: tf-keras-vis would otherwise walk back from ``layer`` to the nearest
+    # Conv layer (for DAF-CNN: from attention_out to the pre-BN block4_conv2), so the map would not be of the
+    # layer named here and in the plugins' READMEs
     maps = cam(CategoricalScore([int(i) for i in class_index]), np.asarray(images, np.float32),
-               penultimate_layer=layer, normalize_cam=False)
+               penultimate_layer=layer, seek_penultimate_conv_layer=False, normalize_cam=False)
     return normalise_maps(maps)
 
 

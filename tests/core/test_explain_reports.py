@@ -205,8 +205,21 @@ def test_training_curves_put_auxiliary_losses_in_their_own_log_scale_panel(tmp_p
 def test_the_default_models_saliency_puts_most_mass_where_the_label_is():
     """The compact DAF-CNN (the embedded default's architecture, narrowed and without dropout so that it learns
     region_data in a few seconds; Adam 3e-3 with its TC loss). Measured here but not asserted: its spatial attention (~0.23, chance 0.25: A_s is
-    class-agnostic and did not single out the region) and Grad-CAM++ (~0.05; the flatten + FC head, as for
-    Deep-Emotion)."""
+    class-agnostic and did not single out the region) and Grad-CAM++ on attention_out (~0.24; the flatten + FC
+    head, as for Deep-Emotion; on the pre-BN block4_conv2 that tf-keras-vis picked before it was told not to
+    seek a Conv layer: ~0.05)."""
     model, xv, yv = trained("daf_cnn_compact", 48, epochs=8, seed=0, learning_rate=3e-3, dropout=0.0,
                             widths=[16, 32, 32, 32])
     assert mass_in_region(model.explain(xv, method="saliency", class_index=yv)) > 0.5
+
+
+def test_gradcam_plus_plus_uses_the_layer_it_names():
+    """tf-keras-vis walks back from a named layer to the nearest Conv layer unless told not to; ferzoo's
+    Grad-CAM++ maps the layer it names (DAF-CNN's README: ``attention_out``), so two layers give two maps."""
+    keras.utils.set_random_seed(0)
+    model = ferzoo.build("daf_cnn_compact", num_classes=2, class_names=["a", "b"], widths=[8, 8, 8, 8])
+    x, y = region_data(2, 48, 0)
+    named = model.explain(x, method="gradcam++", class_index=y, layer="attention_out")
+    conv = model.explain(x, method="gradcam++", class_index=y, layer="block4_conv2")
+    assert named.shape == conv.shape == (2, 48, 48)
+    assert not np.allclose(named, conv, atol=1e-3)
