@@ -78,6 +78,7 @@ def test_latency_benchmark_runs_for_a_built_model():
     proc = _run("bench_latency.py", "deep_emotion", "--b1", "1", "--b64", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "deep_emotion (random weights), input 48x48x1, tta None, inter/intra-op threads default/default" in proc.stdout
-    assert "| Keras predict_on_batch |" in proc.stdout and "| frozen graph |" in proc.stdout
+    for path in ("Keras predict_on_batch", "frozen graph float32", "frozen graph bfloat16"):
+        assert f"| {path} |" in proc.stdout
     bad = _run("bench_latency.py", "deep_emotion", "--weights", "x", "--input-shape", "48,48,1")
     assert bad.returncode == 2 and "--input-shape: the weights' card fixes the input shape" in bad.stderr

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -95,6 +96,24 @@ def test_frozen_predictor_matches_predict_with_its_tta_and_is_a_snapshot(registr
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         frozen.predict(x, batch_size=0)
     assert frozen.predict(x[:0]).shape == (0, 7)
+
+
+def test_a_bfloat16_frozen_predictor_computes_in_bfloat16_on_a_copy_and_agrees_in_float32(registry):
+    model = _trained("toy", epochs=2)
+    model.tta = "flip"
+    x = E.sample_images(model, count=20)
+    reference = model.predict(x, verbose=0)
+    half = E.frozen_predictor(model, precision="bfloat16")
+    assert half.precision == "bfloat16" and half.tta == "flip" and half.class_names == model.class_names
+    probs = half(x)
+    assert probs.dtype == np.float32 and probs.shape == reference.shape
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+    difference = np.abs(probs - reference).max()
+    assert 0 < difference < 0.05  # rounded to bfloat16's 8 bits of mantissa, not float32 in disguise
+    assert model.dtype_policy.name == "float32" and keras.mixed_precision.global_policy().name == "float32"
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference, atol=1e-6)  # the model is untouched
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16; got 'float16'"):
+        E.frozen_predictor(model, precision="float16")
 
 
 def test_savedmodel_loads_without_ferzoo(tmp_path, registry):
