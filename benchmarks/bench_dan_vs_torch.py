@@ -1,6 +1,7 @@
 """ferzoo's DAN against a PyTorch DAN on this CPU, side by side in one interleaved run.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--rounds 3] [--size 224] [--json out.json]
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--rounds 3] [--size 224] [--matmul 4096]
+        [--json out.json]
 
 The PyTorch side is the reference model of the tests (``tests/plugins/dan/dan_torch_reference.py``: the
 official layout, torchvision's ResNet-18 + 4 attention heads), trained with SGD (lr 0.1, momentum 0.9, weight
@@ -17,6 +18,12 @@ the same weights (no training rows): ``frozen`` (``ferzoo.export.frozen_predicto
 graph as constants) and ``xla`` (the forward pass under ``tf.function(jit_compile=True)``); the medians over ``--rounds``
 rounds are reported with the ratios to PyTorch float32 (ferzoo / PyTorch: > 1 is faster for throughput,
 < 1 is faster for latency).
+
+A roofline table follows: each round also times a ``--matmul``-square matrix product per framework and dtype
+(the arithmetic peak a convolution network can approach on this CPU), and each side's batch-1 latency,
+batch-64 throughput and training throughput are given as a share of that peak, counting DAN's forward FLOPs
+(TensorFlow's graph profiler) and three times them for a training step (forward, and backward to inputs and to
+weights).
 """
 
 from __future__ import annotations
@@ -102,7 +109,28 @@ def ferzoo_side(size: int, classes: int, policy: str) -> dict:
             "xla": {"b1": lambda: xla(tensors[1]).numpy(), "b64": lambda: xla(tensors[64]).numpy()}}
 
 
-def serve(kind: str, size: int, classes: int, conn) -> None:
+def matmul_gflops(kind: str, n: int) -> dict:
+    """``{dtype: fn}``: each call times three ``n``-square matrix products in ``dtype`` (float32, bfloat16) with
+    the framework of the worker and returns the median GFLOP/s (2 n^3 operations per product): the arithmetic
+    peak the roofline table measures each side against."""
+    if kind == "ferzoo":
+        import tensorflow as tf
+
+        def make(dtype):
+            a, b = (tf.cast(tf.random.stateless_normal([n, n], [i, 0]), dtype) for i in (1, 2))
+            f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
+            return lambda: 2 * n ** 3 / median_seconds(lambda: f().numpy(), 3) / 1e9
+    else:
+        import torch
+
+        def make(dtype):
+            g = torch.Generator().manual_seed(0)
+            a, b = (torch.randn(n, n, generator=g).to(getattr(torch, dtype)) for _ in range(2))
+            return lambda: 2 * n ** 3 / median_seconds(lambda: (a @ b)[0, 0].item(), 3) / 1e9
+    return {dtype: make(dtype) for dtype in ("float32", "bfloat16")}
+
+
+def serve(kind: str, size: int, classes: int, matmul: int, conn) -> None:
     """A worker process holding one framework's models (TensorFlow's and PyTorch's thread pools never share a
     process, and only one worker runs at a time): it answers ``(side, key, n)`` with the median seconds."""
     import os
@@ -121,13 +149,24 @@ def serve(kind: str, size: int, classes: int, conn) -> None:
         for fn in side.values():
             fn()
             fn()
-    conn.send({name: sorted(fns) for name, fns in sides.items()})
+    peak = matmul_gflops(kind, matmul)
+    for dtype in ("float32", "bfloat16"):
+        peak[dtype]()  # warm-up
+    info = {"sides": {name: sorted(fns) for name, fns in sides.items()}}
+    if kind == "ferzoo":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_daf_cnn import forward_macs
+
+        import ferzoo
+
+        info["macs"] = forward_macs(ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3)))
+    conn.send(info)
     while True:
         msg = conn.recv()
         if msg is None:
             return
         name, key, n = msg
-        conn.send(median_seconds(sides[name][key], n))
+        conn.send(peak[key]() if name == "peak" else median_seconds(sides[name][key], n))
 
 
 def main(argv=None) -> int:
@@ -139,27 +178,36 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--b1", type=int, default=10, help="timed batch-1 calls per round")
     p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--matmul", type=int, default=4096, help="size of the square matmul that measures the peak")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    for option in ("size", "classes", "rounds", "b1", "train_steps", "matmul"):
+        if getattr(args, option) < 1:
+            p.error(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
 
     ctx = mp.get_context("spawn")
     workers = {}
     for kind in ("ferzoo", "pytorch"):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(kind, args.size, args.classes, child), daemon=True)
+        proc = ctx.Process(target=serve, args=(kind, args.size, args.classes, args.matmul, child), daemon=True)
         proc.start()
         workers[kind] = (proc, parent)
-    names = {kind: conn.recv() for kind, (_, conn) in workers.items()}  # both warmed up
+    infos = {kind: conn.recv() for kind, (_, conn) in workers.items()}  # both warmed up
+    names = {kind: info["sides"] for kind, info in infos.items()}
+    macs = infos["ferzoo"]["macs"]
 
-    def ask(name: str, key: str, n: int) -> float:
-        conn = workers["ferzoo" if name.startswith("ferzoo") else "pytorch"][1]
+    def ask(name: str, key: str, n: int, worker: str | None = None) -> float:
+        conn = workers[worker or ("ferzoo" if name.startswith("ferzoo") else "pytorch")][1]
         conn.send((name, key, n))
         return conn.recv()
 
     keys = {**names["ferzoo"], **names["pytorch"]}
     order = [*sorted(names["ferzoo"]), *sorted(names["pytorch"])]
     samples = {name: {"b1_ms": [], "b64_img_s": [], "train_img_s": []} for name in order}
+    peaks = {(kind, dtype): [] for kind in workers for dtype in ("float32", "bfloat16")}
     for r in range(args.rounds):
+        for kind, dtype in peaks:
+            peaks[kind, dtype].append(ask("peak", dtype, 0, worker=kind))
         for name in order:
             samples[name]["b1_ms"].append(1000 * ask(name, "b1", args.b1))
             samples[name]["b64_img_s"].append(64 / ask(name, "b64", 1))
@@ -181,8 +229,22 @@ def main(argv=None) -> int:
                  if r["train_img_s"] is not None else "- | -")
         print(f"| {name} | {r['b1_ms']:.1f} | {r['b1_ms'] / ref['b1_ms']:.2f}x | {r['b64_img_s']:.1f} | "
               f"{r['b64_img_s'] / ref['b64_img_s']:.2f}x | {train} |")
+    peak = {f"{kind} {dtype}": statistics.median(v) for (kind, dtype), v in peaks.items()}
+    gflop = 2 * macs / 1e9
+    print(f"\nRoofline: DAN forward {macs / 1e9:.3f} G MACs = {gflop:.2f} GFLOP per image; each framework's "
+          f"{args.matmul}-square matmul (median of {args.rounds} rounds):\n")
+    print("| side | matmul GFLOP/s | batch-1 floor ms | batch-1 % of peak | batch-64 % of peak | train % of peak (3x forward) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in result.items():
+        kind, dtype = name.split()[:2]
+        gflops = peak[f"{kind} {dtype}"]
+        floor = 1000 * gflop / gflops
+        train = f"{100 * r['train_img_s'] * 3 * gflop / gflops:.0f}%" if r["train_img_s"] is not None else "-"
+        print(f"| {name} | {gflops:.0f} | {floor:.1f} | {100 * floor / r['b1_ms']:.0f}% | "
+              f"{100 * r['b64_img_s'] * gflop / gflops:.0f}% | {train} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "median": result}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "median": result,
+                                               "macs": macs, "matmul_gflops": peak}, indent=2))
     return 0
 
 

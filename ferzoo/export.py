@@ -100,20 +100,23 @@ class FrozenPredictor:
     ``predictor(images)``: ``(B, H, W, C)`` float pixels 0..255 of the model's input shape -> ``(B, K)``
     probabilities (numpy); ``predictor.predict(images, batch_size=64)`` runs a large array in batches."""
 
-    def __init__(self, model, precision: str = "float32"):
+    def __init__(self, model, precision: str | None = None):
         import tensorflow as tf
         # the converter TensorFlow's own TFLite path uses; there is no public alias in TF 2.x
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} or None (the model's own); "
+                             f"got {precision!r}")
         self.model_name = model.model_name
         self.class_names = list(model.class_names)
         self.input_shape = tuple(model.input_shape_hwc)
         self.tta = getattr(model, "tta", None)
-        self.precision = precision
-        if PRECISIONS[precision] != _policy_name(model):
+        own = _policy_name(model)
+        if precision is not None and PRECISIONS[precision] != own:
             model = _twin(model, PRECISIONS[precision])
+        #: the precision computed in (``float32``, ``bfloat16``, or the name of another Keras policy)
+        self.precision = precision or {v: k for k, v in PRECISIONS.items()}.get(own, own)
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32, name="images")
         step = tf.function(lambda images: tf.cast(model.predict_step((images,)), tf.float32), input_signature=[spec])
         self._fn = convert_variables_to_constants_v2(step.get_concrete_function())
@@ -165,13 +168,15 @@ def _twin(model, policy: str):
     return twin
 
 
-def frozen_predictor(model, precision: str = "float32") -> FrozenPredictor:
-    """:class:`FrozenPredictor` of ``model`` (a snapshot of its current weights and ``tta``).
+def frozen_predictor(model, precision: str | None = None) -> FrozenPredictor:
+    """:class:`FrozenPredictor` of ``model`` (a snapshot of its current weights and ``tta``), computing in the
+    model's own dtype policy unless ``precision`` names another.
 
     ``precision="bfloat16"`` computes in bfloat16 (Keras' ``mixed_bfloat16`` policy on a copy of the model; the
     probabilities come back as float32): on CPUs with native bfloat16 (AVX-512 BF16 / AMX) about twice as fast
     as float32 at batch 1, with slightly different probabilities (``BENCHMARKS.md``, CPU speed section, has the
-    speed and the top-1 agreement measured on FER-2013); on CPUs without it, slower."""
+    speed and the top-1 agreement measured on FER-2013); on CPUs without it, slower. ``precision="float32"``
+    of a model built under a mixed policy freezes a float32 copy."""
     return FrozenPredictor(model, precision)
 
 

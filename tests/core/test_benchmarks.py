@@ -49,13 +49,17 @@ def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
     pytest.importorskip("torch")  # the [torch] extra, which the README's test command installs
     out = tmp_path / "side.json"
     proc = _run("bench_dan_vs_torch.py", "--size", "32", "--rounds", "1", "--b1", "1", "--train-steps", "1",
-                "--json", str(out))
+                "--matmul", "256", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     median = json.loads(out.read_text())["median"]
     assert set(median) == {"ferzoo float32", "ferzoo float32 frozen", "ferzoo float32 xla", "ferzoo bfloat16",
                            "ferzoo bfloat16 frozen", "ferzoo bfloat16 xla", "pytorch float32", "pytorch bfloat16"}
     assert median["ferzoo float32 frozen"]["train_img_s"] is None and median["ferzoo float32"]["train_img_s"] > 0
     assert "| ferzoo float32 frozen |" in proc.stdout and "| - | - |" in proc.stdout
+    result = json.loads(out.read_text())
+    assert set(result["matmul_gflops"]) == {"ferzoo float32", "ferzoo bfloat16", "pytorch float32", "pytorch bfloat16"}
+    assert all(v > 0 for v in result["matmul_gflops"].values()) and result["macs"] > 0
+    assert "| side | matmul GFLOP/s | batch-1 floor ms |" in proc.stdout
 
 
 def test_batchnorm_benchmark_runs_at_a_small_size():

@@ -112,7 +112,14 @@ def test_a_bfloat16_frozen_predictor_computes_in_bfloat16_on_a_copy_and_agrees_i
     assert 0 < difference < 0.05  # rounded to bfloat16's 8 bits of mantissa, not float32 in disguise
     assert model.dtype_policy.name == "float32" and keras.mixed_precision.global_policy().name == "float32"
     np.testing.assert_allclose(model.predict(x, verbose=0), reference, atol=1e-6)  # the model is untouched
-    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16; got 'float16'"):
+    assert E.frozen_predictor(model).precision == "float32"
+    built_half = E._twin(model, "mixed_bfloat16")  # a model built under mixed_bfloat16 freezes as it is
+    own = E.frozen_predictor(built_half)
+    assert own.precision == "bfloat16"
+    np.testing.assert_allclose(own(x), probs, atol=1e-6)
+    np.testing.assert_allclose(E.frozen_predictor(built_half, precision="float32")(x), reference, atol=1e-5)
+    with pytest.raises(ValueError, match=r"precision must be one of float32, bfloat16 or None \(the model's own\); "
+                                         r"got 'float16'"):
         E.frozen_predictor(model, precision="float16")
 
 
