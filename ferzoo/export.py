@@ -94,7 +94,7 @@ class FrozenPredictor:
 
     With constant weights TensorFlow's graph optimizer and oneDNN can treat the filters as constants, and the
     call skips Keras' per-call work in ``predict_on_batch``; ``BENCHMARKS.md`` (CPU speed section) has the
-    measured difference (DAN, batch 1: 24.5 vs 34.5 ms in float32). Later changes to the model's weights or
+    measured difference (DAN, batch 1: 31.2 vs 39.8 ms in float32). Later changes to the model's weights or
     ``tta`` are not seen: freeze again after them.
 
     ``predictor(images)``: ``(B, H, W, C)`` float pixels 0..255 of the model's input shape -> ``(B, K)``
