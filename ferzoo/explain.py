@@ -1,8 +1,8 @@
 """Explainers: functions ``fn(model, images, class_index, **options) -> (B, H, W)`` (or ``(B, K, H, W)``).
 
 The core offers ``saliency`` (absolute input gradient of the class logit, max over channels) and
-``gradcam++`` (tf-keras-vis, on the last 4-D layer unless ``layer=`` names one) for every model; plugins add
-their papers' own methods through ``ModelSpec.explainers``.
+``gradcam++`` (tf-keras-vis, on ``layer=``, else the model's ``ModelSpec.gradcam_layer``, else its last 4-D
+layer) for every model; plugins add their papers' own methods through ``ModelSpec.explainers``.
 """
 
 from __future__ import annotations
@@ -35,17 +35,33 @@ def gradient_saliency(model, images, class_index, **_):
 
 def gradcam_plus_plus(model, images, class_index, layer: str | None = None, output: str = "logits", **_):
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.scores import CategoricalScore
 
     if layer is None:
-        layer = last_spatial_layer(model)
+        spec = getattr(model, "spec", None)
+        layer = getattr(spec, "gradcam_layer", None) or last_spatial_layer(model)
     cam = GradcamPlusPlus(model.output_model(output), clone=False)
     # seek_penultimate_conv_layer=False: tf-keras-vis would otherwise walk back from ``layer`` to the nearest
     # Conv layer (for DAF-CNN: from attention_out to the pre-BN block4_conv2), so the map would not be of the
     # layer named here and in the plugins' READMEs
-    maps = cam(CategoricalScore([int(i) for i in class_index]), np.asarray(images, np.float32),
+    maps = cam(_shifted_score(class_index), np.asarray(images, np.float32),
                penultimate_layer=layer, seek_penultimate_conv_layer=False, normalize_cam=False)
     return normalise_maps(maps)
+
+
+def _shifted_score(class_index):
+    """The class score for tf-keras-vis' Grad-CAM++ as ``logit - stop_gradient(logit)``: the same gradients, value 0.
+
+    tf-keras-vis multiplies the gradients by ``exp(score)``: a logit above about 88 overflows float32 (inf * 0 =
+    NaN) and one below about -87 underflows to 0, and either way the whole map comes out zero (measured on a
+    random-weight DAN, logits near 700). The factor is one constant per image, which cancels in Grad-CAM++'s
+    alphas and in the per-map normalisation; with the score's value at 0 it is exactly 1."""
+    idx = tf.convert_to_tensor([int(i) for i in class_index], tf.int32)
+
+    def score(output):
+        value = tf.gather(tf.cast(output, tf.float32), idx[:, None], batch_dims=1)[:, 0]
+        return value - tf.stop_gradient(value)
+
+    return score
 
 
 def last_spatial_layer(model) -> str:

@@ -584,6 +584,9 @@ def explain_files(paths, model=None, weights=None, *, output: str | os.PathLike,
                 picture = pipe.display_crop(item, face, size)
                 rec["explanations"] = {}
                 for m in methods:
+                    if not np.any(maps[m][k] > 0):
+                        say(f"{item.source.file}: face {k}: the {m} map is zero everywhere (no part of the face "
+                            f"raised the {model.class_names[j]} score at the layer it maps); its picture says so")
                     panel = overlay_panel(picture, maps[m][k], f"{model.class_names[j]} {probs[k, j]:.2f}", m)
                     target = out_dir / f"{base}_face{k}_{_safe(m)}.png"
                     with atomic_path(target, suffix=".png") as tmp:
@@ -622,6 +625,17 @@ def overlay_panel(picture: np.ndarray, heat: np.ndarray, label: str, method: str
     canvas = Image.new("RGB", (body.shape[1], h + bar_h), (0, 0, 0))
     canvas.paste(Image.fromarray(body), (0, bar_h))
     draw = ImageDraw.Draw(canvas)
-    suffix = f" ({len(maps)} maps)" if len(maps) > 1 else ""
-    draw.text((4, max(1, bar_h // 8)), f"{label} | {method}{suffix}", font=font, fill=(255, 255, 255))
+    draw.text((4, max(1, bar_h // 8)), panel_title(label, method, maps), font=font, fill=(255, 255, 255))
     return np.asarray(canvas)
+
+
+def panel_title(label: str, method: str, maps: np.ndarray) -> str:
+    """The title bar's text: the label, the method, the number of maps, and a warning for an all-zero map (e.g.
+    Grad-CAM++ on a tiny last feature map where no channel raises the class score: no colour is not "nowhere")."""
+    maps = np.asarray(maps)
+    maps = maps[None] if maps.ndim == 2 else maps
+    text = f"{label} | {method}" + (f" ({len(maps)} maps)" if len(maps) > 1 else "")
+    zero = [i for i, m in enumerate(maps) if not np.any(m > 0)]
+    if zero:
+        text += " | map all zero" if len(maps) == 1 else f" | maps {', '.join(str(i + 1) for i in zero)} all zero"
+    return text

@@ -88,6 +88,8 @@ class ModelSpec:
     #: name -> explain function ``fn(model, images, class_index, **kw) -> (B, H, W) in [0, 1]``
     explainers: Mapping[str, Callable | str] = field(default_factory=dict)
     default_explainer: str = "saliency"
+    #: the layer the core's Grad-CAM++ maps when none is named (``None``: the last 4-D layer)
+    gradcam_layer: str | None = None
     #: layer-name prefixes whose ops stay float in a full-integer (int8) TFLite export (activations whose
     #: range int8 cannot hold, e.g. unbounded attention products); the rest of the model is int8
     int8_float_layers: Sequence[str] = ()

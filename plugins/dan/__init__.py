@@ -53,6 +53,8 @@ def register_models(register):
         init_config=("backbone_weights",),
         recipes="ferzoo_plugins.dan:recipes",
         explainers={"heads_gradcam++": "ferzoo_plugins.dan.explain:head_gradcam_plus_plus"},
+        # the backbone's last map, which every head sees (the last 4-D layer is head 3's spatial unit alone)
+        gradcam_layer="layer4_1_out",
         default_explainer="heads_gradcam++",
         converter="ferzoo_plugins.dan.convert:convert",
         # int8 TFLite: the attention heads' products (x' * unbounded spatial map) and the log-softmax fusion

@@ -86,3 +86,15 @@ def test_latency_benchmark_runs_for_a_built_model():
         assert f"| {path} |" in proc.stdout
     bad = _run("bench_latency.py", "deep_emotion", "--weights", "x", "--input-shape", "48,48,1")
     assert bad.returncode == 2 and "--input-shape: the weights' card fixes the input shape" in bad.stderr
+
+
+def test_explain_mass_script_trains_and_measures_every_method():
+    proc = _run("explain_mass.py", "daf_cnn_compact:32:1:0.003", "--seeds", "0", "--images", "64",
+                "--layers", "daf_cnn_compact=block3_conv2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "daf_cnn_compact 32x32x1 seed 0: val accuracy per epoch [" in proc.stdout
+    for method in ("gradcam++", "saliency", "spatial_attention", "gradcam++ on block3_conv2"):
+        assert f"    {method} " in proc.stdout
+    assert "spatial_attention            mass" in proc.stdout and "ignores class_index: True" in proc.stdout
+    bad = _run("explain_mass.py", "nosuch", "--seeds", "0")
+    assert bad.returncode == 2 and "nosuch: no preset setup" in bad.stderr

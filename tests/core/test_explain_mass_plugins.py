@@ -1,8 +1,9 @@
 """Explanations that mean something, for the plugin models (issue 12): DAN, LNLAttenNet and FDRL trained a few
 epochs on ``region_data`` (the label only in a pattern inside the top-left quadrant; ``mass_in_region`` 0.25 is
 chance). A method is asserted only where it put > 0.6 of its mass in the region on every seed measured; the
-other figures are in the docstrings (seeds 0-2 for FDRL, 0-1 for the others; 32 validation images each). All three need more
-than 15 s on 2 CPU cores (ResNet-18 at 64 x 64; LNLAttenNet's 16 local networks), so they are marked slow."""
+other figures are in the docstrings (seeds 0-2, 32 validation images each; ``python benchmarks/explain_mass.py
+fdrl dan lnlattennet --seeds 0,1,2`` prints them). All three need more than 15 s on 2 CPU cores (ResNet-18 at 64 x 64; LNLAttenNet's 16 local networks), so they are
+marked slow."""
 
 import keras
 import numpy as np
@@ -55,11 +56,12 @@ def test_fdrl_saliency_puts_most_mass_where_the_label_is():
 @pytest.mark.slow  # about 50 s: ResNet-18 at 64 x 64 with 4 attention heads, 3 epochs of 512 images
 def test_dan_explainers_run_on_a_model_that_learned_the_region():
     """DAN at 64 x 64, 4 heads, Adam 1e-3, 3 epochs (val accuracy 1.0 after epoch 1 or 2). No method
-    localised robustly, so no mass is asserted. Seeds 0 and 1: ``heads_gradcam++`` (max over the 4 heads)
-    0.246, 0.264 (each head's map is its 2 x 2 spatial-unit output at 64 px, every cell of which sees the
-    whole image); core ``gradcam++`` (on ``cat_head3_sa``, the last head only) 0.278, 0.284; saliency 0.425,
-    0.506 (0.43 after 5 epochs; 0.74 on the untrained net, so not a sign of learning). At 128 x 128 (4 x 4
-    maps, 2 epochs, seed 1, 70 s): heads 0.337, gradcam++ 0.538, saliency 0.526."""
+    localised robustly, so no mass is asserted. Seeds 0, 1, 2: ``heads_gradcam++`` (max over the 4 heads)
+    0.246, 0.264, 0.188 (each head's map is its 2 x 2 spatial-unit output at 64 px, every cell of which sees
+    the whole image); core ``gradcam++`` (on the backbone's ``layer4_1_out``, also 2 x 2) 0.252, 0.245, 0.252
+    (on ``layer2_1_out``, 8 x 8: 0.46-0.52); saliency 0.425, 0.506, 0.456 (0.74 on the untrained net, so not a
+    sign of learning). At 128 x 128 (4 x 4 maps, 2 epochs, seed 1, 70 s; Grad-CAM++ then on ``cat_head3_sa``,
+    the last head): heads 0.337, gradcam++ 0.538, saliency 0.526."""
     model, xv, yv = trained_rgb("dan", 64, epochs=3, seed=0, learning_rate=1e-3)
     check_maps(model, xv, yv, {"heads_gradcam++": (32, 4, 64, 64), "gradcam++": (32, 64, 64),
                                "saliency": (32, 64, 64)})
@@ -69,9 +71,9 @@ def test_dan_explainers_run_on_a_model_that_learned_the_region():
 def test_lnlattennet_explainers_run_on_a_model_that_learned_the_region():
     """LNLAttenNet's synthetic-recipe widths (U-Net 4-16 with BatchNorm, non-local 8, FC 32 and 16, no dropout)
     at 64 x 64 x 1, Adam 3e-3 (val accuracy 1.0 from epoch 2 or 3). No method localised robustly, so no mass is
-    asserted. Seeds 0 and 1, 6 epochs: ``patch_weights`` (w^g) 0.448, 0.465 (above chance on every run, 0.37
-    and 0.44 at 48 px, but never 0.6); ``local_weights`` (w^l) 0.25-0.29 (near-uniform); Grad-CAM++ on
-    ``conv9_2`` 0.541, 0.363 (0.64 after 12 epochs on seed 0); saliency 0.36, 0.42. Both attention maps are
+    asserted. Seeds 0, 1, 2, 6 epochs: ``patch_weights`` (w^g) 0.448, 0.465, 0.254 (0.37 and 0.44 at 48 px,
+    never 0.6); ``local_weights`` (w^l) 0.25-0.30 (near-uniform); Grad-CAM++ on ``conv9_2`` 0.541, 0.363, 0.725
+    (0.64 after 12 epochs on seed 0); saliency 0.36, 0.42, 0.34. Both attention maps are
     class-agnostic, as the README says. With 32 non-local channels patch_weights was 0.21 and 0.54."""
     model, xv, yv = trained("lnlattennet", 64, epochs=4, seed=0, learning_rate=3e-3, input_shape=(64, 64, 1),
                             recipe="synthetic")

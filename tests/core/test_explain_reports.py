@@ -223,3 +223,43 @@ def test_gradcam_plus_plus_uses_the_layer_it_names():
     conv = model.explain(x, method="gradcam++", class_index=y, layer="block4_conv2")
     assert named.shape == conv.shape == (2, 48, 48)
     assert not np.allclose(named, conv, atol=1e-3)
+
+
+def test_a_picture_of_an_all_zero_map_says_so():
+    from ferzoo.predict import overlay_panel, panel_title
+
+    hot = np.zeros((6, 6), np.float32)
+    hot[1, 1] = 1.0
+    assert panel_title("happy 0.90", "gradcam++", hot) == "happy 0.90 | gradcam++"
+    assert panel_title("happy 0.90", "gradcam++", np.zeros((6, 6))) == "happy 0.90 | gradcam++ | map all zero"
+    assert panel_title("sad 0.50", "heads", np.stack([hot, 0 * hot, hot, 0 * hot])) == \
+        "sad 0.50 | heads (4 maps) | maps 2, 4 all zero"
+    picture = np.full((64, 48, 3), 128, np.uint8)
+    panel = overlay_panel(picture, np.stack([hot, 0 * hot]), "sad 0.50", "heads")
+    assert panel.shape[1] == 96 and panel.shape[0] > 64
+    zero_tile, hot_tile = panel[-64:, 48:].reshape(-1, 3), panel[-64:, :48].reshape(-1, 3)
+    assert (zero_tile == zero_tile[0]).all() and not (hot_tile == hot_tile[0]).all()  # an even tint: nothing stands out
+
+
+def test_gradcam_plus_plus_is_tf_keras_vis_map_and_survives_extreme_logits():
+    """The core scores ``logit - stop_gradient(logit)``: tf-keras-vis' own map where its ``exp(logit)`` is finite,
+    and the same map where it is not (logits shifted by 1000, which leaves every gradient as it was, make
+    tf-keras-vis' exp overflow)."""
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from ferzoo.explain import gradcam_plus_plus, normalise_maps
+
+    keras.utils.set_random_seed(0)
+    model = ferzoo.build("daf_cnn_compact", num_classes=2, class_names=["a", "b"], widths=[8, 8, 8, 8])
+    x, y = region_data(3, 48, 0)
+    ours = gradcam_plus_plus(model, x, y, layer="block3_conv2")
+    theirs = normalise_maps(GradcamPlusPlus(model.output_model("logits"), clone=False)(
+        CategoricalScore(list(y)), x, penultimate_layer="block3_conv2", seek_penultimate_conv_layer=False,
+        normalize_cam=False))
+    assert ours.max() == 1.0
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    last_dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    last_dense.bias.assign(last_dense.bias + 1000.0)
+    assert float(keras.ops.min(model(x)["logits"])) > 900
+    np.testing.assert_allclose(gradcam_plus_plus(model, x, y, layer="block3_conv2"), ours, atol=1e-4)

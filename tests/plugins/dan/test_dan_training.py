@@ -61,3 +61,11 @@ def test_explain_gives_one_map_per_head(trained):
     np.testing.assert_allclose(two, maps[:, [1, 3]], atol=1e-6)
     with pytest.raises(ValueError, match="head index 4 out of range"):
         model.explain(images[:1], heads=[4])
+
+
+def test_gradcam_maps_the_backbone_every_head_sees(trained):
+    model, _, images = trained
+    default = model.explain(images[:3], method="gradcam++")
+    np.testing.assert_allclose(default, model.explain(images[:3], method="gradcam++", layer="layer4_1_out"), atol=1e-6)
+    assert default.shape == (3, 64, 64)
+    assert not np.allclose(default, model.explain(images[:3], method="gradcam++", layer="cat_head3_sa"), atol=1e-3)
