@@ -1,6 +1,6 @@
 """Inference latency of any zoo model: batch 1 and batch 64 through Keras ``predict_on_batch`` (the weights'
 card's test-time augmentation included) and through ``ferzoo.export.frozen_predictor`` in float32 and in
-bfloat16.
+bfloat16, and, for models with layers that fold for inference (DAN), the float32 frozen graph without the folds.
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_latency.py MODEL [--weights TAG|FILE] [--input-shape H,W,C]
         [--b1 15] [--b64 3] [--rounds 1] [--inter-op N] [--intra-op N] [--data NAME --data-dir DIR --split val]
@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     x = np.random.default_rng(0).uniform(0, 255, (64, *model.input_shape_hwc)).astype("float32")
     paths = {"Keras predict_on_batch": model.predict_on_batch, "frozen graph float32": frozen_predictor(model),
              "frozen graph bfloat16": frozen_predictor(model, precision="bfloat16")}
+    if any(hasattr(layer, "inference_fold") for layer in model._flatten_layers(include_self=False)):
+        paths["frozen graph float32, no folds"] = frozen_predictor(model, fold=False)
     shape = "x".join(map(str, model.input_shape_hwc))
     threads = (tf.config.threading.get_inter_op_parallelism_threads(),
                tf.config.threading.get_intra_op_parallelism_threads())

@@ -1,14 +1,16 @@
 """How much of each explainer's map lies where the label is, per model: the figures behind the explanation tests.
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/explain_mass.py [MODEL[:SIZE:EPOCHS:LR] ...] [--seeds 0,1,2]
-        [--images 512] [--layers dan=layer2_1_out,layer3_1_out ...]
+        [--images 512] [--layout patch|quadrant|distractors] [--untrained]
+        [--layers dan=layer2_1_out,layer3_1_out ...]
 
-Each model is trained from scratch on ``region_data`` (``tests/core/test_explain_reports.py``: noise, and the
-label only in a pattern inside the top-left quadrant), 512 images, Adam, batch 32; then every method of
-``ferzoo.list_explainers(MODEL)`` (and Grad-CAM++ on the extra ``--layers``) explains 32 held-out images for their
-true class. Printed per seed: the validation accuracy after each epoch and each method's mass in the quadrant
-(0.25 is what a map that knows nothing gets) and whether the method ignores ``class_index``. Models without a
-1-channel input get the grey images in three channels.
+Each model is trained from scratch on ``region_data`` (``tests/core/test_explain_reports.py``: the label only in
+a pattern in the top-left quadrant; ``--layout`` says what the rest of the image holds), 512 images, Adam, batch
+32; then every method of ``ferzoo.list_explainers(MODEL)`` (and Grad-CAM++ on the extra ``--layers``) explains 32
+held-out images for their true class. Printed per seed: the validation accuracy after each epoch and each
+method's mass in the quadrant (0.25 is what a map that knows nothing gets) and whether the method ignores
+``class_index``; ``--untrained`` also prints each method's mass before training (the same seed's weights), the
+baseline a trained map should beat. Models without a 1-channel input get the grey images in three channels.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ SETUPS = {
 }
 
 
-def measure(name: str, seed: int, size: int, epochs: int, lr, options: dict, images: int, layers) -> None:
+def measure(name: str, seed: int, size: int, epochs: int, lr, options: dict, images: int, layers,
+            layout: str = "patch", untrained: bool = False) -> None:
     import keras
     import numpy as np
 
@@ -42,22 +45,25 @@ def measure(name: str, seed: int, size: int, epochs: int, lr, options: dict, ima
     channels = 1 if 1 in ferzoo.model_info(name).channels else 3
     model = ferzoo.build(name, num_classes=2, class_names=["checker", "stripes"],
                          input_shape=(size, size, channels), **options)
-    x, y = region_data(images, size, seed)
-    xv, yv = region_data(32, size, seed + 100)
+    x, y = region_data(images, size, seed, layout)
+    xv, yv = region_data(32, size, seed + 100, layout)
     x, xv = np.repeat(x, channels, -1), np.repeat(xv, channels, -1)
+    runs = [(m, m, {}) for m in ferzoo.list_explainers(name)]
+    runs += [(f"gradcam++ on {layer}", "gradcam++", {"layer": layer}) for layer in layers]
+    before = {label: mass_in_region(model.explain(xv, method=method, class_index=yv, **kw))
+              for label, method, kw in runs} if untrained else {}
     model.compile(**({"optimizer": keras.optimizers.Adam(lr)} if lr else {}))
     accuracy = []
     for _ in range(epochs):
         model.fit(x, y, epochs=1, batch_size=32, verbose=0)
         accuracy.append(round(model.evaluate(xv, yv, verbose=0)["accuracy"], 3))
-    print(f"{name} {size}x{size}x{channels} seed {seed}: val accuracy per epoch {accuracy}, "
+    print(f"{name} {size}x{size}x{channels} {layout} seed {seed}: val accuracy per epoch {accuracy}, "
           f"{time.perf_counter() - start:.0f} s", flush=True)
-    runs = [(m, m, {}) for m in ferzoo.list_explainers(name)]
-    runs += [(f"gradcam++ on {layer}", "gradcam++", {"layer": layer}) for layer in layers]
     for label, method, kw in runs:
         maps = np.asarray(model.explain(xv, method=method, class_index=yv, **kw))
         other = np.asarray(model.explain(xv, method=method, class_index=1 - yv, **kw))
-        print(f"    {label:28s} mass {mass_in_region(maps):.3f}   ignores class_index: "
+        baseline = f"   untrained {before[label]:.3f}" if untrained else ""
+        print(f"    {label:28s} mass {mass_in_region(maps):.3f}{baseline}   ignores class_index: "
               f"{bool(np.allclose(maps, other))}", flush=True)
 
 
@@ -66,6 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("models", nargs="*", help=f"MODEL or MODEL:SIZE:EPOCHS:LR; default: {' '.join(SETUPS)}")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     p.add_argument("--images", type=int, default=512, help="training images")
+    p.add_argument("--layout", default="patch", help="region_data layout: patch, quadrant or distractors")
+    p.add_argument("--untrained", action="store_true", help="also measure every method before training")
     p.add_argument("--layers", action="append", default=[], metavar="MODEL=LAYER,...",
                    help="extra layers for Grad-CAM++")
     args = p.parse_args(argv)
@@ -73,6 +81,10 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds: comma-separated integers, got {args.seeds!r}")
+    from test_explain_reports import REGION_LAYOUTS
+
+    if args.layout not in REGION_LAYOUTS:
+        p.error(f"--layout must be one of {', '.join(REGION_LAYOUTS)}, got {args.layout!r}")
     if args.images < 2:
         p.error(f"--images must be >= 2, got {args.images}")
     extra = {}
@@ -91,7 +103,8 @@ def main(argv=None) -> int:
                 p.error(f"{spec}: expected MODEL:SIZE:EPOCHS:LR")
             size, epochs, lr = int(over[0]), int(over[1]), float(over[2])
         for seed in seeds:
-            measure(name, seed, size, epochs, lr, options, args.images, extra.get(name, []))
+            measure(name, seed, size, epochs, lr, options, args.images, extra.get(name, []), args.layout,
+                    args.untrained)
     return 0
 
 

@@ -93,17 +93,21 @@ class FrozenPredictor:
     the weights folded in as constants, for fast in-process inference on CPU.
 
     With constant weights TensorFlow's graph optimizer and oneDNN can treat the filters as constants, and the
-    call skips Keras' per-call work in ``predict_on_batch``; ``BENCHMARKS.md`` (CPU speed section) has the
-    measured difference (DAN, batch 1: 31.2 vs 39.8 ms in float32). Later changes to the model's weights or
+    call skips Keras' per-call work in ``predict_on_batch``; layers that define ``inference_fold()`` (DAN's
+    spatial attention: its three conv-BN branches as one convolution) are traced in their folded form
+    (:func:`ferzoo.layers.inference_constants`). ``BENCHMARKS.md`` (CPU speed section) has the measured
+    differences. Later changes to the model's weights or
     ``tta`` are not seen: freeze again after them.
 
     ``predictor(images)``: ``(B, H, W, C)`` float pixels 0..255 of the model's input shape -> ``(B, K)``
     probabilities (numpy); ``predictor.predict(images, batch_size=64)`` runs a large array in batches."""
 
-    def __init__(self, model, precision: str | None = None):
+    def __init__(self, model, precision: str | None = None, fold: bool = True):
         import tensorflow as tf
         # the converter TensorFlow's own TFLite path uses; there is no public alias in TF 2.x
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        from .layers import folded_for_inference
 
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} or None (the model's own); "
@@ -119,7 +123,10 @@ class FrozenPredictor:
         self.precision = precision or {v: k for k, v in PRECISIONS.items()}.get(own, own)
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32, name="images")
         step = tf.function(lambda images: tf.cast(model.predict_step((images,)), tf.float32), input_signature=[spec])
-        self._fn = convert_variables_to_constants_v2(step.get_concrete_function())
+        #: whether layers with an ``inference_fold()`` were traced in their folded form
+        self.fold = bool(fold)
+        with folded_for_inference(model) if fold else contextlib.nullcontext():
+            self._fn = convert_variables_to_constants_v2(step.get_concrete_function())
 
     def __call__(self, images) -> np.ndarray:
         import tensorflow as tf
@@ -168,7 +175,7 @@ def _twin(model, policy: str):
     return twin
 
 
-def frozen_predictor(model, precision: str | None = None) -> FrozenPredictor:
+def frozen_predictor(model, precision: str | None = None, fold: bool = True) -> FrozenPredictor:
     """:class:`FrozenPredictor` of ``model`` (a snapshot of its current weights and ``tta``), computing in the
     model's own dtype policy unless ``precision`` names another.
 
@@ -176,8 +183,9 @@ def frozen_predictor(model, precision: str | None = None) -> FrozenPredictor:
     probabilities come back as float32): on CPUs with native bfloat16 (AVX-512 BF16 / AMX) about twice as fast
     as float32 at batch 1, with slightly different probabilities (``BENCHMARKS.md``, CPU speed section, has the
     speed and the top-1 agreement measured on FER-2013); on CPUs without it, slower. ``precision="float32"``
-    of a model built under a mixed policy freezes a float32 copy."""
-    return FrozenPredictor(model, precision)
+    of a model built under a mixed policy freezes a float32 copy. ``fold=False`` traces every layer as Keras
+    runs it (no ``inference_fold()`` re-parameterisation)."""
+    return FrozenPredictor(model, precision, fold)
 
 
 # -- SavedModel -----------------------------------------------------------------------------------------------

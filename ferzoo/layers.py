@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 
 
@@ -59,3 +61,37 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 #: the name this layer is imported under in ferzoo's models
 FusedBatchNormalization = BatchNormalization
+
+
+# -- constants folded for a frozen graph ------------------------------------------------------------------------
+#: layer -> what its ``inference_fold()`` returned, while :func:`folded_for_inference` is active
+_FOLDED = {}
+
+
+def inference_constants(layer):
+    """What ``layer.inference_fold()`` returned, while a frozen graph is being traced (else ``None``).
+
+    A layer whose inference maths can be re-parameterised into fewer, equal ops (batch norms folded into the
+    convolution before them, parallel branches merged) defines ``inference_fold()`` returning numpy arrays
+    computed from its current weights, and uses them in ``call`` when this returns them and ``training`` is
+    false. :class:`ferzoo.export.FrozenPredictor` turns this on only while it traces, so the constants are baked
+    into its graph and never outlive the weights they came from; Keras' own calls, training and saved weights
+    never see them."""
+    return _FOLDED.get(id(layer), (None, None))[1]
+
+
+@contextlib.contextmanager
+def folded_for_inference(model):
+    """Within the block, every layer of ``model`` with an ``inference_fold()`` method computes from its folded
+    constants in inference (:func:`inference_constants`)."""
+    added = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        fold = getattr(layer, "inference_fold", None)
+        if callable(fold) and id(layer) not in _FOLDED:
+            _FOLDED[id(layer)] = (layer, fold())  # the layer is kept so its id cannot be reused meanwhile
+            added.append(id(layer))
+    try:
+        yield
+    finally:
+        for key in added:
+            _FOLDED.pop(key, None)

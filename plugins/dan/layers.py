@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from ferzoo.backbones.resnet import BN_EPSILON, BN_MOMENTUM
-from ferzoo.layers import FusedBatchNormalization
+from ferzoo.layers import FusedBatchNormalization, inference_constants
 
 PACKAGE = "ferzoo_dan"
 
@@ -62,6 +62,9 @@ class SpatialAttention(keras.layers.Layer):
 
     def attention_map(self, x, training=None):
         """The map m (B, H, W, 1) for features x (B, H, W, C)."""
+        folded = None if training else inference_constants(self)
+        if folded is not None:
+            return self._folded_map(x, folded)
         y = self.conv1x1_bn(self.conv1x1(x), training=training)
         z = None
         for key, _, _ in self.BRANCHES:
@@ -71,6 +74,44 @@ class SpatialAttention(keras.layers.Layer):
 
     def call(self, x, training=None):
         return x * self.attention_map(x, training=training)
+
+    def inference_fold(self):
+        """The unit's inference maths as two convolutions (numpy ``(kernel_1x1, bias_1x1, kernel_3x3, bias_3x3)``):
+        each batch norm folded into the conv before it (``k * s``, ``b * s + beta - mean * s`` with ``s = gamma /
+        sqrt(var + eps)``), and the 1x3 and 3x1 kernels, zero-padded to 3x3, added to the 3x3 one (each branch
+        pads its input symmetrically by its kernel's half-size, so all three read the same window). The same map
+        up to float rounding, with 2 of 4 convolutions; ``ferzoo.export.frozen_predictor`` uses it (see
+        ``ferzoo.layers.inference_constants``)."""
+        import numpy as np
+
+        def affine(bn):
+            gamma, beta, mean, var = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in
+                                      (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
+            scale = gamma / np.sqrt(var + bn.epsilon)
+            return scale, beta - mean * scale
+
+        def weights(conv):
+            return (np.asarray(keras.ops.convert_to_numpy(conv.kernel), np.float64),
+                    np.asarray(keras.ops.convert_to_numpy(conv.bias), np.float64))
+
+        kernel, bias = weights(self.conv1x1)
+        scale, shift = affine(self.conv1x1_bn)
+        k1, b1 = kernel * scale, bias * scale + shift
+        k3, b3 = 0.0, 0.0
+        for key, _, pad in self.BRANCHES:
+            kernel, bias = weights(self.convs[key])
+            scale, shift = affine(self.bns[key])
+            k3 = k3 + np.pad(kernel * scale, ((1 - pad[0], 1 - pad[0]), (1 - pad[1], 1 - pad[1]), (0, 0), (0, 0)))
+            b3 = b3 + bias * scale + shift
+        return tuple(np.asarray(v, np.float32) for v in (k1, b1, k3, b3))
+
+    def _folded_map(self, x, folded):
+        import tensorflow as tf
+
+        k1, b1, k3, b3 = (tf.constant(v, dtype=x.dtype) for v in folded)
+        y = tf.nn.bias_add(tf.nn.conv2d(x, k1, 1, "VALID"), b1)
+        z = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(y, k3, 1, "SAME"), b3))
+        return ops.sum(z, axis=-1, keepdims=True)
 
     def sublayer(self, name: str):
         """Sub-layer by name: ``conv1x1``, ``conv1x1_bn``, ``conv_3x3``, ``conv_3x3_bn``, ``conv_1x3``, ..."""

@@ -90,11 +90,14 @@ def test_latency_benchmark_runs_for_a_built_model():
 
 def test_explain_mass_script_trains_and_measures_every_method():
     proc = _run("explain_mass.py", "daf_cnn_compact:32:1:0.003", "--seeds", "0", "--images", "64",
-                "--layers", "daf_cnn_compact=block3_conv2")
+                "--layers", "daf_cnn_compact=block3_conv2", "--layout", "distractors", "--untrained")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "daf_cnn_compact 32x32x1 seed 0: val accuracy per epoch [" in proc.stdout
+    assert "daf_cnn_compact 32x32x1 distractors seed 0: val accuracy per epoch [" in proc.stdout
+    assert proc.stdout.count("   untrained 0.") + proc.stdout.count("   untrained 1.") == 4
     for method in ("gradcam++", "saliency", "spatial_attention", "gradcam++ on block3_conv2"):
         assert f"    {method} " in proc.stdout
     assert "spatial_attention            mass" in proc.stdout and "ignores class_index: True" in proc.stdout
     bad = _run("explain_mass.py", "nosuch", "--seeds", "0")
     assert bad.returncode == 2 and "nosuch: no preset setup" in bad.stderr
+    bad = _run("explain_mass.py", "deep_emotion", "--layout", "stripes")
+    assert bad.returncode == 2 and "--layout must be one of patch, quadrant, distractors, got 'stripes'" in bad.stderr

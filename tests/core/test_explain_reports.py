@@ -15,19 +15,36 @@ from ferzoo.cli import main
 SIGNAL = "top-left quadrant"
 
 
-def region_data(n, size, seed):
-    """Noise everywhere; only a patch inside the top-left quadrant carries the label: a checkerboard (class 0)
-    or horizontal stripes (class 1). Both patterns have the same mean brightness, so the class is in the
-    pattern's shape there, nowhere else."""
+def region_data(n, size, seed, layout="patch"):
+    """Only the top-left quadrant carries the label: a checkerboard (class 0) or horizontal stripes (class 1),
+    0 / 255 with the same mean brightness, so the class is in the pattern's shape there, nowhere else.
+
+    ``layout``: ``"patch"``: the pattern on a square of a quarter of the quadrant's width, inside it, noise
+    (0..40) elsewhere; ``"quadrant"``: the pattern fills the quadrant, noise elsewhere; ``"distractors"``: the
+    pattern fills the quadrant and each other quadrant holds diagonal stripes (random direction and phase, the
+    same distribution for both classes): contrast everywhere, the label in one place only, so a map that follows
+    edges rather than the label spreads over all four quadrants."""
+    if layout not in REGION_LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(REGION_LAYOUTS)}, got {layout!r}")
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 40, (n, size, size, 1)).astype("float32")
     y = rng.integers(0, 2, n)
-    lo, hi = size // 8, size // 2 - size // 8
+    half = size // 2
+    lo, hi = (size // 8, half - size // 8) if layout == "patch" else (0, half)
     yy, xx = np.mgrid[0:hi - lo, 0:hi - lo]
     checker, stripes = (yy // 2 + xx // 2) % 2, (yy // 2) % 2
+    qy, qx = np.mgrid[0:half, 0:half]
     for i in range(n):
         x[i, lo:hi, lo:hi, 0] = 255.0 * (checker if y[i] == 0 else stripes)
+        if layout == "distractors":
+            for top, left in ((0, half), (half, 0), (half, half)):
+                sign, phase = rng.choice((-1, 1)), rng.integers(0, 4)
+                x[i, top:top + half, left:left + half, 0] = 255.0 * (((qy + sign * qx + phase) // 2) % 2)
     return x, y
+
+
+#: the layouts of :func:`region_data`
+REGION_LAYOUTS = ("patch", "quadrant", "distractors")
 
 
 def mass_in_region(maps):

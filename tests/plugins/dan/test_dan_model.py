@@ -112,3 +112,73 @@ def test_config_errors():
         ferzoo.build("dan", num_classes=7, input_shape=(64, 64, 1))
     with pytest.raises(ValueError, match="partition loss: form must be one of"):
         ferzoo.build("dan", num_classes=7, input_shape=(64, 64, 3), partition_form="mean")
+
+
+def _randomise_batch_norms(model, seed=0):
+    """Non-trivial inference statistics and affine parameters in every batch norm, sub-layers included."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.normal(0, 0.2, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.3, 3.0, n).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+
+
+def test_folded_spatial_unit_is_the_branch_maths():
+    """inference_fold's two convolutions give the map of the unit's four conv-BN layers and three branches."""
+    from ferzoo.layers import folded_for_inference, inference_constants
+
+    inputs = keras.Input((5, 6, 8))
+    unit = SpatialAttention(reduced_channels=4)
+    model = keras.Model(inputs, unit(inputs))
+    for conv in [unit.conv1x1, *unit.convs.values()]:
+        conv.bias.assign(np.random.default_rng(1).normal(0, 0.3, conv.bias.shape).astype("float32"))
+    _randomise_batch_norms(model)
+    x = np.random.default_rng(2).normal(size=(3, 5, 6, 8)).astype("float32")
+    branches = keras.ops.convert_to_numpy(unit.attention_map(x, training=False))
+    assert inference_constants(unit) is None
+    with folded_for_inference(model):
+        assert inference_constants(unit) is not None
+        folded = keras.ops.convert_to_numpy(unit.attention_map(x, training=False))
+        in_training = keras.ops.convert_to_numpy(unit.attention_map(x, training=True))
+    assert inference_constants(unit) is None  # nothing outlives the block
+    assert branches.max() > 0.1
+    np.testing.assert_allclose(folded, branches, rtol=1e-4, atol=1e-4 * float(np.abs(branches).max()))
+    # training ignores the fold: batch statistics, not the moving ones
+    assert not np.allclose(in_training, branches, atol=1e-3)
+    k1, b1, k3, b3 = unit.inference_fold()
+    assert k1.shape == (1, 1, 8, 4) and k3.shape == (3, 3, 4, 8) and b1.shape == (4,) and b3.shape == (8,)
+
+
+def test_frozen_dan_uses_the_fold_and_matches_keras(dan64, pixels):
+    """The frozen predictor traces the folded heads (fewer convolutions) and gives Keras' answers; it is a
+    snapshot: later weight changes reach Keras, not the frozen graph."""
+    from ferzoo.export import frozen_predictor
+
+    model = ferzoo.build("dan", num_classes=7, input_shape=(64, 64, 3))
+    model.set_weights(dan64.get_weights())
+    _randomise_batch_norms(model, seed=3)
+    # the final batch norm scales the logits down so the softmax is not saturated
+    model.get_layer("bn").moving_variance.assign(np.full(7, 1e6, "float32"))
+    frozen = frozen_predictor(model)
+    unfolded = frozen_predictor(model, fold=False)
+
+    def head_convs(predictor):
+        return [n for n in predictor._fn.graph.as_graph_def().node if n.op == "Conv2D" and "head" in n.name]
+
+    assert len(head_convs(frozen)) == 4 * 2  # 4 heads x (1x1 + the folded 3x3)
+    assert len(head_convs(unfolded)) == 4 * 4 and frozen.fold and not unfolded.fold
+    want = _probabilities(model, pixels)
+    assert 0.05 < want.max() < 0.95  # not saturated, so the comparison can fail
+    np.testing.assert_allclose(frozen(pixels), want, atol=1e-5)
+    np.testing.assert_allclose(unfolded(pixels), want, atol=1e-5)
+    before = frozen(pixels)
+    model.get_layer("bn").moving_variance.assign(np.full(7, 1.0, "float32"))
+    np.testing.assert_array_equal(frozen(pixels), before)
+    assert not np.allclose(_probabilities(model, pixels), before, atol=1e-3)
+
+
+def _probabilities(model, pixels):
+    return np.asarray(model.predict_on_batch(pixels))
