@@ -174,6 +174,10 @@ def test_frozen_dan_uses_the_fold_and_matches_keras(dan64, pixels):
     assert 0.05 < want.max() < 0.95  # not saturated, so the comparison can fail
     np.testing.assert_allclose(frozen(pixels), want, atol=1e-5)
     np.testing.assert_allclose(unfolded(pixels), want, atol=1e-5)
+    # bfloat16: the folded constants are cast to the compute dtype; answers stay near float32's
+    half = frozen_predictor(model, precision="bfloat16")
+    assert half.precision == "bfloat16" and len(head_convs(half)) == 4 * 2
+    np.testing.assert_allclose(half(pixels), want, atol=0.05)
     before = frozen(pixels)
     model.get_layer("bn").moving_variance.assign(np.full(7, 1.0, "float32"))
     np.testing.assert_array_equal(frozen(pixels), before)
