@@ -49,6 +49,7 @@ def main(argv=None) -> int:
 
     import ferzoo
     from ferzoo.export import frozen_predictor
+    from ferzoo.layers import foldable_layers
 
     if args.weights:
         model = ferzoo.load(args.model, weights=args.weights)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     x = np.random.default_rng(0).uniform(0, 255, (64, *model.input_shape_hwc)).astype("float32")
     paths = {"Keras predict_on_batch": model.predict_on_batch, "frozen graph float32": frozen_predictor(model),
              "frozen graph bfloat16": frozen_predictor(model, precision="bfloat16")}
-    if any(hasattr(layer, "inference_fold") for layer in model._flatten_layers(include_self=False)):
+    if foldable_layers(model):
         paths["frozen graph float32, no folds"] = frozen_predictor(model, fold=False)
     shape = "x".join(map(str, model.input_shape_hwc))
     threads = (tf.config.threading.get_inter_op_parallelism_threads(),

@@ -80,15 +80,20 @@ def inference_constants(layer):
     return _FOLDED.get(id(layer), (None, None))[1]
 
 
+def foldable_layers(model) -> list:
+    """The layers of ``model`` (nested ones included) that define ``inference_fold()``."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if callable(getattr(layer, "inference_fold", None))]
+
+
 @contextlib.contextmanager
 def folded_for_inference(model):
     """Within the block, every layer of ``model`` with an ``inference_fold()`` method computes from its folded
     constants in inference (:func:`inference_constants`)."""
     added = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        fold = getattr(layer, "inference_fold", None)
-        if callable(fold) and id(layer) not in _FOLDED:
-            _FOLDED[id(layer)] = (layer, fold())  # the layer is kept so its id cannot be reused meanwhile
+    for layer in foldable_layers(model):
+        if id(layer) not in _FOLDED:
+            _FOLDED[id(layer)] = (layer, layer.inference_fold())  # the layer is kept so its id is not reused meanwhile
             added.append(id(layer))
     try:
         yield
