@@ -100,3 +100,63 @@ def folded_for_inference(model):
     finally:
         for key in added:
             _FOLDED.pop(key, None)
+
+
+# -- batch-norm statistics recomputed after training ------------------------------------------------------------
+def batch_norm_layers(model) -> list:
+    """The batch-norm layers of ``model`` (nested ones included) whose moving statistics training updates: those
+    with ``trainable`` set (a frozen batch norm keeps its statistics in training too)."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+
+
+def recalibrate_batch_norm(model, images, batch_size: int = 256, max_batches: int | None = None) -> int:
+    """Recompute every trainable batch norm's moving mean and variance of ``model`` from ``images`` ("precise
+    batch norm"): the moving statistics become the plain average of the per-batch statistics over the data,
+    instead of the exponential average (momentum 0.99) that training leaves.
+
+    Why: after a short training with weight decay, the activations a batch norm sees keep shrinking (the decay
+    pulls the kernels in, the normalisation hides it from the loss), and the moving statistics, which average
+    about the last hundred steps, lag behind: the model is right in training mode and near-constant in
+    inference. Measured on the compact DAF-CNN after 128 steps on generated data: 100% in training mode, 34-47%
+    (one class) in inference, 100% after recalibrating (``tests/core/test_layers.py``; the explanation tests).
+
+    ``images`` is an array of inputs (batched here by ``batch_size``) or a ``tf.data.Dataset`` of input batches
+    or ``(inputs, labels[, weights])`` batches; ``max_batches`` stops early. Only the batch norms' moving
+    statistics change: every other variable (centres, counters, random-generator states) is restored, and each
+    layer's ``momentum`` is put back. Returns the number of images seen."""
+    import numpy as np
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"recalibrate_batch_norm: batch_size must be >= 1, got {batch_size}")
+    if max_batches is not None and max_batches < 1:
+        raise ValueError(f"recalibrate_batch_norm: max_batches must be >= 1 or None, got {max_batches}")
+    layers = batch_norm_layers(model)
+    if not layers:
+        return 0
+    statistics = {id(v) for layer in layers for v in (layer.moving_mean, layer.moving_variance)}
+    kept = [(v, np.array(v.numpy())) for v in model.variables if id(v) not in statistics]
+    momenta = [layer.momentum for layer in layers]
+    if isinstance(images, tf.data.Dataset):
+        batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)
+    else:
+        images = np.asarray(images)
+        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+    seen = count = 0
+    try:
+        for count, batch in enumerate(batches, start=1):
+            for layer in layers:  # batch k gets weight 1/k: the running mean of the batch statistics
+                layer.momentum = (count - 1) / count
+            model(batch, training=True)  # eager, so each call reads the momentum set just above
+            seen += int(tf.shape(batch)[0])
+            if max_batches is not None and count >= max_batches:
+                break
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        for variable, value in kept:
+            variable.assign(value)
+    if count == 0:
+        raise ValueError("recalibrate_batch_norm: no images given")
+    return seen

@@ -36,6 +36,17 @@ PADDINGS = ("valid", "same")
 register = keras.saving.register_keras_serializable(package=PACKAGE)
 
 
+def grouped_conv_dtype(dtype):
+    """The dtype a grouped convolution of ``dtype`` inputs computes in: float16 becomes float32 on a machine
+    without a GPU. TensorFlow's CPU kernels differentiate grouped convolutions only through oneDNN, and oneDNN
+    takes float16 only on some CPUs: under ``mixed_float16`` the gradient worked on the project's Intel Xeon
+    machines and failed on an AMD EPYC one ("Gradients for grouped convolutions are not supported on CPU").
+    float16 is emulated on a CPU anyway, so float32 there costs nothing; on a GPU cuDNN computes float16."""
+    if dtype == tf.float16 and not tf.config.list_logical_devices("GPU"):
+        return tf.float32
+    return dtype
+
+
 def _check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"lnlattennet: local_impl must be one of {list(IMPLS)}, got {impl!r}")
@@ -112,7 +123,10 @@ class PatchConv2D(keras.layers.Layer):
 
     def apply_batched(self, x):
         h, w, m, c = (int(v) for v in x.shape[1:])
-        y = tf.nn.conv2d(ops.reshape(x, (-1, h, w, m * c)), self.grouped_kernel(x.dtype), 1, self.padding.upper())
+        dtype = grouped_conv_dtype(x.dtype)
+        y = tf.nn.conv2d(ops.cast(ops.reshape(x, (-1, h, w, m * c)), dtype), self.grouped_kernel(dtype), 1,
+                         self.padding.upper())
+        y = ops.cast(y, x.dtype)
         y = self.activation(y + ops.reshape(ops.cast(self.bias, x.dtype), (m * self.filters,)))
         return ops.reshape(y, (-1, self.output_size(h), self.output_size(w), m, self.filters))
 

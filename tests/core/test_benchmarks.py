@@ -90,9 +90,11 @@ def test_latency_benchmark_runs_for_a_built_model():
 
 def test_explain_mass_script_trains_and_measures_every_method():
     proc = _run("explain_mass.py", "daf_cnn_compact:32:1:0.003", "--seeds", "0", "--images", "64",
-                "--layers", "daf_cnn_compact=block3_conv2", "--layout", "distractors", "--untrained")
+                "--layers", "daf_cnn_compact=block3_conv2", "--layout", "distractors", "--untrained",
+                "--recalibrate-bn")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "daf_cnn_compact 32x32x1 distractors seed 0: val accuracy per epoch [" in proc.stdout
+    assert " after recalibrating'], " in proc.stdout
     assert proc.stdout.count("   untrained 0.") + proc.stdout.count("   untrained 1.") == 4
     for method in ("gradcam++", "saliency", "spatial_attention", "gradcam++ on block3_conv2"):
         assert f"    {method} " in proc.stdout

@@ -106,3 +106,70 @@ def test_weights_files_of_keras_batch_norm_and_the_fused_layer_are_interchangeab
     fused.save_weights(tmp_path / "fused.weights.h5")
     plain.load_weights(tmp_path / "fused.weights.h5")
     np.testing.assert_allclose(plain(x, training=False), fused(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+# -- recalibrate_batch_norm ---------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="ferzoo_tests")
+class _CountsTrainingCalls(keras.layers.Layer):
+    """Identity with a non-trainable counter that training-mode calls increase (like rule-updated centres)."""
+
+    def build(self, shape):
+        self.calls = self.add_weight(name="calls", shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x, training=None):
+        if training:
+            self.calls.assign_add(1.0)
+        return x
+
+
+def _bn_net(kind):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 2))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    bn = kind(name="bn")(_CountsTrainingCalls(name="counter")(conv))
+    frozen = keras.layers.BatchNormalization(name="frozen")
+    out = frozen(keras.layers.Conv2D(3, 1, name="conv2")(bn))
+    frozen.trainable = False
+    return keras.Model(inputs, out)
+
+
+@pytest.mark.parametrize("kind", [FusedBatchNormalization, keras.layers.BatchNormalization])
+def test_recalibrate_batch_norm_sets_the_average_of_the_batch_statistics(kind):
+    from ferzoo.layers import recalibrate_batch_norm
+
+    model = _bn_net(kind)
+    bn, frozen = model.get_layer("bn"), model.get_layer("frozen")
+    bn.moving_mean.assign(np.full(4, 50.0, "float32"))  # statistics a short training left far off
+    bn.moving_variance.assign(np.full(4, 1e-3, "float32"))
+    frozen_before = [np.array(frozen.moving_mean), np.array(frozen.moving_variance)]
+    counter_before = float(model.get_layer("counter").calls.numpy())
+    x = np.random.default_rng(4).normal(3.0, 2.0, (40, 6, 6, 2)).astype("float32")
+
+    assert recalibrate_batch_norm(model, x, batch_size=16) == 40  # batches of 16, 16 and 8
+
+    acts = np.asarray(keras.Model(model.input, model.get_layer("conv").output)(x))
+    batches = [acts[0:16], acts[16:32], acts[32:40]]
+    mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)  # each batch weighs the same
+    variance = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
+    np.testing.assert_allclose(bn.moving_mean, mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance, variance, rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.99  # put back
+    np.testing.assert_array_equal(frozen.moving_mean, frozen_before[0])  # a frozen batch norm keeps its own
+    np.testing.assert_array_equal(frozen.moving_variance, frozen_before[1])
+    assert float(model.get_layer("counter").calls.numpy()) == counter_before  # other state restored
+
+
+def test_recalibrate_batch_norm_reads_datasets_and_stops_at_max_batches():
+    from ferzoo.layers import recalibrate_batch_norm
+
+    model = _bn_net(FusedBatchNormalization)
+    x = np.random.default_rng(5).normal(0.0, 1.0, (24, 6, 6, 2)).astype("float32")
+    labelled = tf.data.Dataset.from_tensor_slices((x, np.zeros(24, "int32"))).batch(8)
+    assert recalibrate_batch_norm(model, labelled, max_batches=2) == 16
+    acts = np.asarray(keras.Model(model.input, model.get_layer("conv").output)(x[:16]))
+    expected = np.mean([acts[:8].mean(axis=(0, 1, 2)), acts[8:].mean(axis=(0, 1, 2))], axis=0)
+    np.testing.assert_allclose(model.get_layer("bn").moving_mean, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="no images"):
+        recalibrate_batch_norm(model, x[:0])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        recalibrate_batch_norm(model, x, batch_size=0)
