@@ -13,7 +13,8 @@ method's mass in the quadrant (0.25 is what a map that knows nothing gets) and w
 baseline a trained map should beat. Models without a 1-channel input get the grey images in three channels.
 ``--recalibrate-bn`` recomputes the batch norms' moving statistics from the training images after training
 (``ferzoo.layers.recalibrate_batch_norm``, as the explanation tests do; printed as the last accuracy): without it
-the compact DAF-CNN predicted one class in inference on an AMD EPYC machine, 2048 images or not. The figures in
+the compact DAF-CNN predicted one class in inference on an AMD EPYC machine after 8 epochs of 512 images or 3-4
+of 2048 (the preset's 8 epochs of 2048 caught up by epoch 6-8 there). The figures in
 the README were measured without it, on an Intel machine where the models' inference was right.
 """
 
