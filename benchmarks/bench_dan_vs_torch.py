@@ -1,7 +1,13 @@
-"""ferzoo's DAN against a PyTorch DAN on this CPU, side by side in one interleaved run.
+"""ferzoo's DAN (or Deep-Emotion) against the same network in PyTorch on this CPU, side by side in one
+interleaved run.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--rounds 3] [--size 224] [--matmul 4096]
-        [--json out.json]
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--model dan|deep_emotion] [--rounds 3]
+        [--size 224] [--matmul 4096] [--json out.json]
+
+``--model deep_emotion`` (default size 48, one channel) compares ferzoo's Deep-Emotion with the PyTorch
+statement in ``tests/plugins/deep_emotion/deep_emotion_torch_reference.py`` (the same logits on copied weights,
+tested), trained with Adam (lr 0.005, the paper's) on cross-entropy + L2 0.001 on fc1 and fc2 (the default
+recipe's); everything below is said of DAN, the default.
 
 The PyTorch side is the reference model of the tests (``tests/plugins/dan/dan_torch_reference.py``: the
 official layout, torchvision's ResNet-18 + 4 attention heads), trained with SGD (lr 0.1, momentum 0.9, weight
@@ -39,10 +45,12 @@ from timing import median_seconds
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torch_side(size: int, classes: int):
+def torch_side(size: int, classes: int, model_name: str = "dan"):
     import torch
     from torch import nn
 
+    if model_name == "deep_emotion":
+        return deep_emotion_torch_side(size, classes)
     sys.path.insert(0, str(REPO / "tests" / "plugins" / "dan"))
     from dan_torch_reference import TorchDAN
 
@@ -79,26 +87,70 @@ def torch_side(size: int, classes: int):
             "train": lambda bf16: train_step(data[32], y32, bf16)}
 
 
-def ferzoo_side(size: int, classes: int, policy: str) -> dict:
-    """ferzoo's DAN under ``policy``: Keras ``predict_on_batch`` / ``train_on_batch``, and two inference paths
+def deep_emotion_torch_side(size: int, classes: int) -> dict:
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "tests" / "plugins" / "deep_emotion"))
+    from deep_emotion_torch_reference import TorchDeepEmotion
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    model = TorchDeepEmotion(classes)
+    opt = torch.optim.Adam(model.parameters(), lr=0.005, betas=(0.9, 0.999))
+
+    def train_step(x, y, bf16: bool):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss = loss + 0.001 * (model.fc1.weight.square().sum() + model.fc2.weight.square().sum())
+        loss.backward()
+        opt.step()
+
+    def infer(x, bf16: bool):
+        model.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(x)
+
+    g = torch.Generator().manual_seed(0)
+    data = {b: torch.rand(b, 1, size, size, generator=g) for b in (1, 32, 64)}
+    y32 = torch.randint(0, classes, (32,), generator=g)
+    return {"b1": lambda bf16: infer(data[1], bf16), "b64": lambda bf16: infer(data[64], bf16),
+            "train": lambda bf16: train_step(data[32], y32, bf16)}
+
+
+def _build(model_name: str, size: int, classes: int):
+    import ferzoo
+
+    if model_name == "dan":
+        return ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
+    return ferzoo.build(model_name, num_classes=classes, input_shape=(size, size, CHANNELS[model_name]))
+
+
+#: input channels per model this script compares
+CHANNELS = {"dan": 3, "deep_emotion": 1}
+
+
+def ferzoo_side(size: int, classes: int, policy: str, model_name: str = "dan") -> dict:
+    """ferzoo's DAN (or ``model_name``) under ``policy``: Keras ``predict_on_batch`` / ``train_on_batch``, and two inference paths
     on the same weights: the frozen graph (``ferzoo.export.frozen_predictor``) and an XLA-compiled forward
     (``tf.function(jit_compile=True)``)."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    import ferzoo
     from ferzoo.export import frozen_predictor
 
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(0)
-        model = ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
+        model = _build(model_name, size, classes)
         model.compile()
     finally:
         keras.mixed_precision.set_global_policy("float32")
     rng = np.random.default_rng(0)
-    data = {b: rng.uniform(0, 255, (b, size, size, 3)).astype("float32") for b in (1, 32, 64)}
+    data = {b: rng.uniform(0, 255, (b, size, size, CHANNELS[model_name])).astype("float32") for b in (1, 32, 64)}
     y32 = rng.integers(0, classes, 32).astype("int32")
     frozen = frozen_predictor(model)
     xla = tf.function(lambda x: model(x, training=False)["probabilities"], jit_compile=True)
@@ -130,7 +182,7 @@ def matmul_gflops(kind: str, n: int) -> dict:
     return {dtype: make(dtype) for dtype in ("float32", "bfloat16")}
 
 
-def serve(kind: str, size: int, classes: int, matmul: int, conn) -> None:
+def serve(kind: str, size: int, classes: int, matmul: int, conn, model_name: str = "dan") -> None:
     """A worker process holding one framework's models (TensorFlow's and PyTorch's thread pools never share a
     process, and only one worker runs at a time): it answers ``(side, key, n)`` with the median seconds."""
     import os
@@ -139,10 +191,10 @@ def serve(kind: str, size: int, classes: int, matmul: int, conn) -> None:
     if kind == "ferzoo":
         sides = {}
         for label, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
-            for path, fns in ferzoo_side(size, classes, policy).items():
+            for path, fns in ferzoo_side(size, classes, policy, model_name).items():
                 sides[f"ferzoo {label}" + ("" if path == "keras" else f" {path}")] = fns
     else:
-        fns = torch_side(size, classes)
+        fns = torch_side(size, classes, model_name)
         sides = {"pytorch float32": {k: (lambda f=f: f(False)) for k, f in fns.items()},
                  "pytorch bfloat16": {k: (lambda f=f: f(True)) for k, f in fns.items()}}
     for side in sides.values():  # warm-up: graph tracing, XLA compilation, oneDNN primitive caches
@@ -157,9 +209,7 @@ def serve(kind: str, size: int, classes: int, matmul: int, conn) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_daf_cnn import forward_macs
 
-        import ferzoo
-
-        info["macs"] = forward_macs(ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3)))
+        info["macs"] = forward_macs(_build(model_name, size, classes))
     conn.send(info)
     while True:
         msg = conn.recv()
@@ -173,7 +223,8 @@ def main(argv=None) -> int:
     import multiprocessing as mp
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--model", default="dan", choices=sorted(CHANNELS), help="the network to compare (default dan)")
+    p.add_argument("--size", type=int, help="input height and width (default: 224 for dan, 48 for deep_emotion)")
     p.add_argument("--classes", type=int, default=7)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--b1", type=int, default=10, help="timed batch-1 calls per round")
@@ -181,6 +232,9 @@ def main(argv=None) -> int:
     p.add_argument("--matmul", type=int, default=4096, help="size of the square matmul that measures the peak")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.size is None:
+        args.size = {"dan": 224, "deep_emotion": 48}[args.model]
+        print(f"input size {args.size} (the default for {args.model}; --size chooses)", file=sys.stderr)
     for option in ("size", "classes", "rounds", "b1", "train_steps", "matmul"):
         if getattr(args, option) < 1:
             p.error(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
@@ -189,7 +243,8 @@ def main(argv=None) -> int:
     workers = {}
     for kind in ("ferzoo", "pytorch"):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(kind, args.size, args.classes, args.matmul, child), daemon=True)
+        proc = ctx.Process(target=serve, args=(kind, args.size, args.classes, args.matmul, child, args.model),
+                           daemon=True)
         proc.start()
         workers[kind] = (proc, parent)
     infos = {kind: conn.recv() for kind, (_, conn) in workers.items()}  # both warmed up
@@ -220,18 +275,19 @@ def main(argv=None) -> int:
         proc.join(timeout=30)
     result = {n: {k: statistics.median(v) if v else None for k, v in s.items()} for n, s in samples.items()}
     ref = result["pytorch float32"]
-    print(f"\nDAN {args.size}x{args.size}x3, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
+    label = {"dan": "DAN", "deep_emotion": "Deep-Emotion"}[args.model]
+    print(f"\n{label} {args.size}x{args.size}x{CHANNELS[args.model]}, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
           f"rounds\n")
     print("| side | batch-1 ms | vs PyTorch f32 | batch-64 img/s | vs PyTorch f32 | train b32 img/s | vs PyTorch f32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in result.items():
         train = (f"{r['train_img_s']:.1f} | {r['train_img_s'] / ref['train_img_s']:.2f}x"
                  if r["train_img_s"] is not None else "- | -")
-        print(f"| {name} | {r['b1_ms']:.1f} | {r['b1_ms'] / ref['b1_ms']:.2f}x | {r['b64_img_s']:.1f} | "
+        print(f"| {name} | {r['b1_ms']:.2f} | {r['b1_ms'] / ref['b1_ms']:.2f}x | {r['b64_img_s']:.1f} | "
               f"{r['b64_img_s'] / ref['b64_img_s']:.2f}x | {train} |")
     peak = {f"{kind} {dtype}": statistics.median(v) for (kind, dtype), v in peaks.items()}
     gflop = 2 * macs / 1e9
-    print(f"\nRoofline: DAN forward {macs / 1e9:.3f} G MACs = {gflop:.2f} GFLOP per image; each framework's "
+    print(f"\nRoofline: {label} forward {macs / 1e9:.3f} G MACs = {gflop:.2f} GFLOP per image; each framework's "
           f"{args.matmul}-square matmul (median of {args.rounds} rounds):\n")
     print("| side | matmul GFLOP/s | batch-1 floor ms | batch-1 % of peak | batch-64 % of peak | train % of peak (3x forward) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -44,6 +44,22 @@ def test_dan_profile_runs_at_a_small_size():
     assert bad.returncode == 2 and "--calls must be >= 1, got 0" in bad.stderr
 
 
+def test_deep_emotion_vs_pytorch_benchmark_runs(tmp_path):
+    """The same side-by-side script for Deep-Emotion (48 x 48 x 1 by default, printed; small: runs by default)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "side.json"
+    proc = _run("bench_dan_vs_torch.py", "--model", "deep_emotion", "--rounds", "1", "--b1", "1", "--train-steps",
+                "1", "--matmul", "64", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "input size 48 (the default for deep_emotion; --size chooses)" in proc.stderr
+    assert "Deep-Emotion 48x48x1, 7 classes" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["median"]["pytorch float32"]["train_img_s"] > 0 and result["median"]["ferzoo float32"]["b1_ms"] > 0
+    assert 2_000_000 < result["macs"] < 4_000_000  # Deep-Emotion's forward pass, not DAN's 2.2 G
+    bad = _run("bench_dan_vs_torch.py", "--model", "fdrl")
+    assert bad.returncode == 2 and "--model: invalid choice: 'fdrl'" in bad.stderr
+
+
 @pytest.mark.slow  # about 1.5 min (two DAN models per policy, XLA compiles, PyTorch): keeps the default run short
 def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
     pytest.importorskip("torch")  # the [torch] extra, which the README's test command installs
