@@ -1,13 +1,16 @@
-"""ferzoo's DAN (or Deep-Emotion) against the same network in PyTorch on this CPU, side by side in one
+"""ferzoo's DAN (or Deep-Emotion, or FDRL) against the same network in PyTorch on this CPU, side by side in one
 interleaved run.
 
-    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--model dan|deep_emotion] [--rounds 3]
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/bench_dan_vs_torch.py [--model dan|deep_emotion|fdrl] [--rounds 3]
         [--size 224] [--matmul 4096] [--json out.json]
 
 ``--model deep_emotion`` (default size 48, one channel) compares ferzoo's Deep-Emotion with the PyTorch
 statement in ``tests/plugins/deep_emotion/deep_emotion_torch_reference.py`` (the same logits on copied weights,
 tested), trained with Adam (lr 0.005, the paper's) on cross-entropy + L2 0.001 on fc1 and fc2 (the default
-recipe's); everything below is said of DAN, the default.
+recipe's). ``--model fdrl`` (default size 224) compares ferzoo's FDRL with
+``tests/plugins/fdrl/fdrl_torch_reference.py`` (ResNet-18 + FDN + FRN + EPN, the same outputs on copied weights,
+tested), trained with Adam (lr 1e-4, betas 0.5 and 0.999) on cross-entropy + the compactness, balance and
+distribution losses with rule-updated centres (the paper's recipe and lambdas). Everything below is said of DAN, the default.
 
 The PyTorch side is the reference model of the tests (``tests/plugins/dan/dan_torch_reference.py``: the
 official layout, torchvision's ResNet-18 + 4 attention heads), trained with SGD (lr 0.1, momentum 0.9, weight
@@ -45,17 +48,34 @@ from timing import median_seconds
 REPO = Path(__file__).resolve().parents[1]
 
 
-def torch_side(size: int, classes: int, model_name: str = "dan"):
+def torch_side(size: int, classes: int, model_name: str = "dan") -> dict:
+    """The PyTorch network of ``model_name`` (the tests' statement of it), its optimizer and training loss:
+    ``{"b1", "b64", "train"}`` -> a function of ``bf16`` (CPU bfloat16 autocast or not)."""
     import torch
     from torch import nn
 
-    if model_name == "deep_emotion":
-        return deep_emotion_torch_side(size, classes)
-    sys.path.insert(0, str(REPO / "tests" / "plugins" / "dan"))
-    from dan_torch_reference import TorchDAN
-
     torch.manual_seed(0)
     torch.set_num_threads(2)
+    sys.path.insert(0, str(REPO / "tests" / "plugins" / model_name))
+    if model_name == "deep_emotion":
+        from deep_emotion_torch_reference import TorchDeepEmotion
+
+        model = TorchDeepEmotion(classes)
+        opt = torch.optim.Adam(model.parameters(), lr=0.005, betas=(0.9, 0.999))
+
+        def loss_of(x, y):
+            l2 = model.fc1.weight.square().sum() + model.fc2.weight.square().sum()
+            return nn.functional.cross_entropy(model(x), y) + 0.001 * l2
+
+        return _torch_steps(model, opt, loss_of, lambda out: out, 1, size, classes)
+    if model_name == "fdrl":
+        from fdrl_torch_reference import FDRLLosses, TorchFDRL
+
+        model, losses = TorchFDRL(classes), FDRLLosses(classes)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999), eps=1e-8)
+        return _torch_steps(model, opt, lambda x, y: losses(model(x), y), lambda out: out[0], 3, size, classes)
+    from dan_torch_reference import TorchDAN
+
     model = TorchDAN(classes)
     centres = nn.Parameter(torch.randn(classes, 512))
     opt = torch.optim.SGD(list(model.parameters()) + [centres], lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -67,54 +87,27 @@ def torch_side(size: int, classes: int, model_name: str = "dan"):
         partition = torch.log(1 + heads.shape[1] / (heads.var(dim=1).mean() + 1e-8))
         return nn.functional.cross_entropy(logits, y) + affinity + partition
 
-    def train_step(x, y, bf16: bool):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = losses(x, y)
-        loss.backward()
-        opt.step()
-
-    def infer(x, bf16: bool):
-        model.eval()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return model(x)[0]
-
-    g = torch.Generator().manual_seed(0)
-    data = {b: torch.rand(b, 3, size, size, generator=g) * 255 / 255 for b in (1, 32, 64)}
-    y32 = torch.randint(0, classes, (32,), generator=g)
-    return {"b1": lambda bf16: infer(data[1], bf16), "b64": lambda bf16: infer(data[64], bf16),
-            "train": lambda bf16: train_step(data[32], y32, bf16)}
+    return _torch_steps(model, opt, losses, lambda out: out[0], 3, size, classes)
 
 
-def deep_emotion_torch_side(size: int, classes: int) -> dict:
+def _torch_steps(model, opt, loss_of, logits_of, channels: int, size: int, classes: int) -> dict:
     import torch
-    from torch import nn
-
-    sys.path.insert(0, str(REPO / "tests" / "plugins" / "deep_emotion"))
-    from deep_emotion_torch_reference import TorchDeepEmotion
-
-    torch.manual_seed(0)
-    torch.set_num_threads(2)
-    model = TorchDeepEmotion(classes)
-    opt = torch.optim.Adam(model.parameters(), lr=0.005, betas=(0.9, 0.999))
 
     def train_step(x, y, bf16: bool):
         model.train()
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = nn.functional.cross_entropy(model(x), y)
-        loss = loss + 0.001 * (model.fc1.weight.square().sum() + model.fc2.weight.square().sum())
+            loss = loss_of(x, y)
         loss.backward()
         opt.step()
 
     def infer(x, bf16: bool):
         model.eval()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return model(x)
+            return logits_of(model(x))
 
     g = torch.Generator().manual_seed(0)
-    data = {b: torch.rand(b, 1, size, size, generator=g) for b in (1, 32, 64)}
+    data = {b: torch.rand(b, channels, size, size, generator=g) for b in (1, 32, 64)}
     y32 = torch.randint(0, classes, (32,), generator=g)
     return {"b1": lambda bf16: infer(data[1], bf16), "b64": lambda bf16: infer(data[64], bf16),
             "train": lambda bf16: train_step(data[32], y32, bf16)}
@@ -123,13 +116,13 @@ def deep_emotion_torch_side(size: int, classes: int) -> dict:
 def _build(model_name: str, size: int, classes: int):
     import ferzoo
 
-    if model_name == "dan":
-        return ferzoo.build("dan", num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
+    if model_name in ("dan", "fdrl"):  # random weights, no pretrained backbone
+        return ferzoo.build(model_name, num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
     return ferzoo.build(model_name, num_classes=classes, input_shape=(size, size, CHANNELS[model_name]))
 
 
 #: input channels per model this script compares
-CHANNELS = {"dan": 3, "deep_emotion": 1}
+CHANNELS = {"dan": 3, "deep_emotion": 1, "fdrl": 3}
 
 
 def ferzoo_side(size: int, classes: int, policy: str, model_name: str = "dan") -> dict:
@@ -224,7 +217,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="dan", choices=sorted(CHANNELS), help="the network to compare (default dan)")
-    p.add_argument("--size", type=int, help="input height and width (default: 224 for dan, 48 for deep_emotion)")
+    p.add_argument("--size", type=int, help="input height and width (default: 48 for deep_emotion, else 224)")
     p.add_argument("--classes", type=int, default=7)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--b1", type=int, default=10, help="timed batch-1 calls per round")
@@ -233,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.size is None:
-        args.size = {"dan": 224, "deep_emotion": 48}[args.model]
+        args.size = {"dan": 224, "deep_emotion": 48, "fdrl": 224}[args.model]
         print(f"input size {args.size} (the default for {args.model}; --size chooses)", file=sys.stderr)
     for option in ("size", "classes", "rounds", "b1", "train_steps", "matmul"):
         if getattr(args, option) < 1:
@@ -275,7 +268,7 @@ def main(argv=None) -> int:
         proc.join(timeout=30)
     result = {n: {k: statistics.median(v) if v else None for k, v in s.items()} for n, s in samples.items()}
     ref = result["pytorch float32"]
-    label = {"dan": "DAN", "deep_emotion": "Deep-Emotion"}[args.model]
+    label = {"dan": "DAN", "deep_emotion": "Deep-Emotion", "fdrl": "FDRL"}[args.model]
     print(f"\n{label} {args.size}x{args.size}x{CHANNELS[args.model]}, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
           f"rounds\n")
     print("| side | batch-1 ms | vs PyTorch f32 | batch-64 img/s | vs PyTorch f32 | train b32 img/s | vs PyTorch f32 |")

@@ -44,20 +44,26 @@ def test_dan_profile_runs_at_a_small_size():
     assert bad.returncode == 2 and "--calls must be >= 1, got 0" in bad.stderr
 
 
-def test_deep_emotion_vs_pytorch_benchmark_runs(tmp_path):
-    """The same side-by-side script for Deep-Emotion (48 x 48 x 1 by default, printed; small: runs by default)."""
+@pytest.mark.parametrize("model,size,header,macs", [
+    ("deep_emotion", None, "Deep-Emotion 48x48x1, 7 classes", (2e6, 4e6)),  # the default size, printed
+    pytest.param("fdrl", "32", "FDRL 32x32x3, 7 classes", (3.5e7, 4.5e7),  # ResNet-18 at 32 px: 1.8 G x (32/224)^2
+                 marks=pytest.mark.slow),  # about 40 s: XLA compiles a ResNet-18 per policy
+])
+def test_other_models_vs_pytorch_benchmark_runs(tmp_path, model, size, header, macs):
+    """The same side-by-side script for the other models with a PyTorch statement (small: runs by default)."""
     pytest.importorskip("torch")
     out = tmp_path / "side.json"
-    proc = _run("bench_dan_vs_torch.py", "--model", "deep_emotion", "--rounds", "1", "--b1", "1", "--train-steps",
-                "1", "--matmul", "64", "--json", str(out))
+    proc = _run("bench_dan_vs_torch.py", "--model", model, *(["--size", size] if size else []), "--rounds", "1",
+                "--b1", "1", "--train-steps", "1", "--matmul", "64", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "input size 48 (the default for deep_emotion; --size chooses)" in proc.stderr
-    assert "Deep-Emotion 48x48x1, 7 classes" in proc.stdout
+    if size is None:
+        assert "input size 48 (the default for deep_emotion; --size chooses)" in proc.stderr
+    assert header in proc.stdout
     result = json.loads(out.read_text())
     assert result["median"]["pytorch float32"]["train_img_s"] > 0 and result["median"]["ferzoo float32"]["b1_ms"] > 0
-    assert 2_000_000 < result["macs"] < 4_000_000  # Deep-Emotion's forward pass, not DAN's 2.2 G
-    bad = _run("bench_dan_vs_torch.py", "--model", "fdrl")
-    assert bad.returncode == 2 and "--model: invalid choice: 'fdrl'" in bad.stderr
+    assert macs[0] < result["macs"] < macs[1]  # this model's forward pass, not DAN's
+    bad = _run("bench_dan_vs_torch.py", "--model", "lnlattennet")
+    assert bad.returncode == 2 and "--model: invalid choice: 'lnlattennet'" in bad.stderr
 
 
 @pytest.mark.slow  # about 1.5 min (two DAN models per policy, XLA compiles, PyTorch): keeps the default run short
