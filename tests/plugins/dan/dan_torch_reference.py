@@ -38,12 +38,14 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_outputs=1000):
         super().__init__()
+        self.stages = []
         for name, mod in resnet18_modules():
             setattr(self, name, mod)
+            self.stages.append(name)
         self.fc = nn.Linear(512, num_outputs)
 
     def features(self, x):
-        for name, _ in resnet18_modules():
+        for name in self.stages:  # names kept once: resnet18_modules() builds (and initialises) new modules
             x = getattr(self, name)(x)
         return x
 

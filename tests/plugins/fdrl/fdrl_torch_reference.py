@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dan"))
-from dan_torch_reference import ResNet18, resnet18_modules  # noqa: E402
+from dan_torch_reference import ResNet18  # noqa: E402
 
 
 class Branches(nn.Module):
@@ -39,9 +39,6 @@ class TorchFDRL(nn.Module):
     def __init__(self, num_classes=7, num_latent=9, latent_dim=128, delta=0.5, eps=1e-12):
         super().__init__()
         self.backbone = ResNet18()
-        # the backbone's stages by name, listed once: ResNet18.features() builds a fresh module list (random
-        # initialisation of 11 M weights) on every call to learn them, which tripled the batch-1 time
-        self.stages = [name for name, _ in resnet18_modules()]
         self.fdn = Branches(num_latent, 512, latent_dim, shared_input=True)
         self.intra_fc = Branches(num_latent, latent_dim, latent_dim)
         self.message = Branches(num_latent, latent_dim, latent_dim)
@@ -50,9 +47,7 @@ class TorchFDRL(nn.Module):
         self.register_buffer("off_diagonal", 1.0 - torch.eye(num_latent))
 
     def forward(self, x):
-        for name in self.stages:
-            x = getattr(self.backbone, name)(x)
-        basic = x.mean(dim=(2, 3))
+        basic = self.backbone.features(x).mean(dim=(2, 3))
         latent = torch.relu(self.fdn(basic))  # eq. 1
         alpha = torch.sigmoid(self.intra_fc(latent)).abs().sum(-1)  # eqs. 3-4
         intra = alpha[..., None] * latent  # eq. 7
