@@ -10,7 +10,8 @@ tested), trained with Adam (lr 0.005, the paper's) on cross-entropy + L2 0.001 o
 recipe's). ``--model fdrl`` (default size 224) compares ferzoo's FDRL with
 ``tests/plugins/fdrl/fdrl_torch_reference.py`` (ResNet-18 + FDN + FRN + EPN, the same outputs on copied weights,
 tested), trained with Adam (lr 1e-4, betas 0.5 and 0.999) on cross-entropy + the compactness, balance and
-distribution losses with rule-updated centres (the paper's recipe and lambdas). Everything below is said of DAN, the default.
+distribution losses with rule-updated centres (the paper's recipe and lambdas). Everything below is said of DAN,
+the default.
 
 The PyTorch side is the reference model of the tests (``tests/plugins/dan/dan_torch_reference.py``: the
 official layout, torchvision's ResNet-18 + 4 attention heads), trained with SGD (lr 0.1, momentum 0.9, weight
@@ -113,22 +114,30 @@ def _torch_steps(model, opt, loss_of, logits_of, channels: int, size: int, class
             "train": lambda bf16: train_step(data[32], y32, bf16)}
 
 
-def _build(model_name: str, size: int, classes: int):
+#: the models with a PyTorch statement in the tests, and their names in the printed tables
+LABELS = {"dan": "DAN", "deep_emotion": "Deep-Emotion", "fdrl": "FDRL"}
+
+
+def _input_shape(model_name: str, size: int) -> tuple:
+    """``(size, size, C)``, C from the model's paper input shape."""
     import ferzoo
 
-    if model_name in ("dan", "fdrl"):  # random weights, no pretrained backbone
-        return ferzoo.build(model_name, num_classes=classes, input_shape=(size, size, 3), backbone_weights=None)
-    return ferzoo.build(model_name, num_classes=classes, input_shape=(size, size, CHANNELS[model_name]))
+    return (size, size, ferzoo.model_info(model_name).default_input_shape[-1])
 
 
-#: input channels per model this script compares
-CHANNELS = {"dan": 3, "deep_emotion": 1, "fdrl": 3}
+def _build(model_name: str, size: int, classes: int):
+    """The model with random weights: no pretrained backbone where the model could load one."""
+    import ferzoo
+
+    spec = ferzoo.model_info(model_name)
+    extra = {"backbone_weights": None} if "backbone_weights" in (spec.init_config or ()) else {}
+    return ferzoo.build(model_name, num_classes=classes, input_shape=_input_shape(model_name, size), **extra)
 
 
 def ferzoo_side(size: int, classes: int, policy: str, model_name: str = "dan") -> dict:
-    """ferzoo's DAN (or ``model_name``) under ``policy``: Keras ``predict_on_batch`` / ``train_on_batch``, and two inference paths
-    on the same weights: the frozen graph (``ferzoo.export.frozen_predictor``) and an XLA-compiled forward
-    (``tf.function(jit_compile=True)``)."""
+    """ferzoo's DAN (or ``model_name``) under ``policy``: Keras ``predict_on_batch`` / ``train_on_batch``, and two
+    inference paths on the same weights: the frozen graph (``ferzoo.export.frozen_predictor``) and an
+    XLA-compiled forward (``tf.function(jit_compile=True)``)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -143,7 +152,7 @@ def ferzoo_side(size: int, classes: int, policy: str, model_name: str = "dan") -
     finally:
         keras.mixed_precision.set_global_policy("float32")
     rng = np.random.default_rng(0)
-    data = {b: rng.uniform(0, 255, (b, size, size, CHANNELS[model_name])).astype("float32") for b in (1, 32, 64)}
+    data = {b: rng.uniform(0, 255, (b, *_input_shape(model_name, size))).astype("float32") for b in (1, 32, 64)}
     y32 = rng.integers(0, classes, 32).astype("int32")
     frozen = frozen_predictor(model)
     xla = tf.function(lambda x: model(x, training=False)["probabilities"], jit_compile=True)
@@ -216,8 +225,8 @@ def main(argv=None) -> int:
     import multiprocessing as mp
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="dan", choices=sorted(CHANNELS), help="the network to compare (default dan)")
-    p.add_argument("--size", type=int, help="input height and width (default: 48 for deep_emotion, else 224)")
+    p.add_argument("--model", default="dan", choices=sorted(LABELS), help="the network to compare (default dan)")
+    p.add_argument("--size", type=int, help="input height and width (default: the model's paper input size)")
     p.add_argument("--classes", type=int, default=7)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--b1", type=int, default=10, help="timed batch-1 calls per round")
@@ -226,7 +235,9 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.size is None:
-        args.size = {"dan": 224, "deep_emotion": 48, "fdrl": 224}[args.model]
+        import ferzoo
+
+        args.size = ferzoo.model_info(args.model).default_input_shape[0]
         print(f"input size {args.size} (the default for {args.model}; --size chooses)", file=sys.stderr)
     for option in ("size", "classes", "rounds", "b1", "train_steps", "matmul"):
         if getattr(args, option) < 1:
@@ -268,9 +279,9 @@ def main(argv=None) -> int:
         proc.join(timeout=30)
     result = {n: {k: statistics.median(v) if v else None for k, v in s.items()} for n, s in samples.items()}
     ref = result["pytorch float32"]
-    label = {"dan": "DAN", "deep_emotion": "Deep-Emotion", "fdrl": "FDRL"}[args.model]
-    print(f"\n{label} {args.size}x{args.size}x{CHANNELS[args.model]}, {args.classes} classes, 2 threads, median of {args.rounds} interleaved "
-          f"rounds\n")
+    label = LABELS[args.model]
+    shape = "x".join(map(str, _input_shape(args.model, args.size)))
+    print(f"\n{label} {shape}, {args.classes} classes, 2 threads, median of {args.rounds} interleaved rounds\n")
     print("| side | batch-1 ms | vs PyTorch f32 | batch-64 img/s | vs PyTorch f32 | train b32 img/s | vs PyTorch f32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in result.items():

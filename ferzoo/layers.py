@@ -123,8 +123,8 @@ def recalibrate_batch_norm(model, images, batch_size: int = 256, max_batches: in
 
     ``images`` is an array of inputs (batched here by ``batch_size``) or a ``tf.data.Dataset`` of input batches
     or ``(inputs, labels[, weights])`` batches; ``max_batches`` stops early. Only the batch norms' moving
-    statistics change: every other variable (centres, counters, random-generator states) is restored, and each
-    layer's ``momentum`` is put back. Returns the number of images seen."""
+    statistics change: every other non-trainable variable (centres, counters, random-generator states) is
+    restored, and each layer's ``momentum`` is put back. Returns the number of images seen."""
     import numpy as np
     import tensorflow as tf
 
@@ -136,7 +136,8 @@ def recalibrate_batch_norm(model, images, batch_size: int = 256, max_batches: in
     if not layers:
         return 0
     statistics = {id(v) for layer in layers for v in (layer.moving_mean, layer.moving_variance)}
-    kept = [(v, np.array(v.numpy())) for v in model.variables if id(v) not in statistics]
+    # forward passes change no trainable weight; the other state they may move is kept and put back
+    kept = [(v, np.array(v.numpy())) for v in model.non_trainable_variables if id(v) not in statistics]
     momenta = [layer.momentum for layer in layers]
     if isinstance(images, tf.data.Dataset):
         batches = (b[0] if isinstance(b, (tuple, list)) else b for b in images)

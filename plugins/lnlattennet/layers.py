@@ -23,6 +23,7 @@ XLA on CPU, which measured about 70x slower than ``tf.nn.conv2d`` here (``benchm
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -42,9 +43,16 @@ def grouped_conv_dtype(dtype):
     takes float16 only on some CPUs: under ``mixed_float16`` the gradient worked on the project's Intel Xeon
     machines and failed on an AMD EPYC one ("Gradients for grouped convolutions are not supported on CPU").
     float16 is emulated on a CPU anyway, so float32 there costs nothing; on a GPU cuDNN computes float16."""
-    if dtype == tf.float16 and not tf.config.list_logical_devices("GPU"):
+    if dtype == tf.float16 and not _has_gpu():
         return tf.float32
     return dtype
+
+
+@functools.cache
+def _has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU (asked once: the devices are fixed when its runtime starts; the layers call
+    this on every eager call)."""
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _check_impl(impl: str) -> str:
