@@ -15,6 +15,8 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``ferzoo.build(name, recipe=...)`` applies it under the caller's own config
 ``val_split``  the data set split that validates and selects (``"val"``; RAF-DB has only ``"test"``;
                ``None``: train without validation)
+``input_shape`` ``[H, W, C]``: the input the recipe trains at when ``--input-shape`` names none (``None``: the
+               paper's); ``load_size`` is stated for this input
 ``load_size``  ``[H, W]``: images are resized to this first, then randomly cropped to the model's input for
                training and centre-cropped for evaluation (LNLAttenNet 154 -> 144; FDRL 256 -> 224)
 ``protocol``   how a run ends and what it reports, as data (see :data:`DEFAULT_PROTOCOL`):
@@ -48,6 +50,7 @@ DEFAULT_RECIPE = {
     "config": {},
     "val_split": "val",
     "load_size": None,
+    "input_shape": None,
     "protocol": {},
 }
 

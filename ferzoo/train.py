@@ -396,6 +396,9 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                 val_split = fallback
             elif val_split != "val":
                 say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
+        if input_shape is None and rec.get("input_shape"):
+            input_shape = tuple(int(v) for v in rec["input_shape"])
+            say(f"input shape: {list(input_shape)} (recipe {recipe_name!r}; --input-shape to change)")
         opts = dict(dataset_options or {})
         train_ds, reader_shuffled = _shuffled_train_split(dataset, data_dir, opts, seed)
         if val_split in (None, "none"):
@@ -431,9 +434,10 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         global_batch = int(batch_size) * strat.num_replicas_in_sync
         shape = model.input_shape_hwc
         load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
-        default_hw = tuple(ferzoo.model_info(model_name).default_input_shape[:2])
+        default_hw = tuple(rec.get("input_shape") or ferzoo.model_info(model_name).default_input_shape)[:2]
         if load_size and tuple(shape[:2]) != default_hw:
-            # the recipe's resize-then-crop is stated for the paper's input: keep its ratio at another size
+            # the recipe's resize-then-crop is stated for its own input (the recipe's input_shape, else the
+            # paper's): keep its ratio at another size
             scaled = tuple(max(int(round(l * s / d)), s) for l, s, d in zip(load_size, shape[:2], default_hw))
             say(f"recipe {recipe_name!r} resizes to {list(load_size)} for a {default_hw[0]}x{default_hw[1]} input; "
                 f"at {shape[0]}x{shape[1]} it resizes to {list(scaled)} (the same crop ratio)")
