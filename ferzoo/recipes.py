@@ -19,22 +19,34 @@ others override its keys (nested dicts are merged). Recognised keys:
                paper's); ``load_size`` is stated for this input
 ``load_size``  ``[H, W]``: images are resized to this first, then randomly cropped to the model's input for
                training and centre-cropped for evaluation (LNLAttenNet 154 -> 144; FDRL 256 -> 224)
+``dataset_options`` options for the data set reader (``ferzoo train`` passes them; ``--dataset-option``
+               overrides them one key at a time), e.g. Deep-Emotion's fixed JAFFE split
+``init_from``  a weight tag of this model (or a weights file) that ``ferzoo train`` starts from (fine-tuning;
+               ``--init-from`` overrides it, ``--init-from none`` trains from scratch)
+``teachers``   weights (``NAME.TAG`` or files) to distil into the model (``--teacher`` replaces them); the card
+               records each with its sha256 (see :mod:`ferzoo.distill`)
+``distillation`` ``{"temperature", "alpha", "mode"}`` of that distillation (``--temperature``, ``--alpha``,
+               ``--distill-mode`` override them one at a time)
+``published_weights`` where the authors publish their weights of this recipe and the ``convert`` command that
+               turns them into this tag (``{"file", "where", "convert"}``); a missing tag's error names them
 ``protocol``   how a run ends and what it reports, as data (see :data:`DEFAULT_PROTOCOL`):
                ``keep`` "best" (the epoch with the best ``monitor``) or "last";
                ``report_mean_last`` k > 0 also reports the mean of the last k epochs' validation metrics;
-               ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best"}`` divides
-               the learning rate on a plateau and, with ``reload_best``, reloads the best weights first;
+               ``reduce_on_plateau`` ``{"monitor", "factor", "patience", "min_lr", "reload_best", "min_delta"}``
+               multiplies the learning rate by ``factor`` once ``patience`` epochs in a row have not improved
+               (:func:`plateau_step`) and, with ``reload_best``, reloads the best weights first;
                ``drop_remainder`` drops the last partial training batch;
                ``tta`` one of :data:`TTA_CHOICES` (see ``FERModel.tta``): the test-time augmentation of the
                final report, stored in the card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
-and free keys that the data pipeline and the ``train`` driver read (``note``, ``paper_test_accuracy``, ...).
+and the informational keys of :data:`INFO_KEYS` (``note``, ``paper_test_accuracy``, ...), which nothing reads to
+train. Any other key is refused by :func:`resolve_recipe`, naming it: a misspelt key must never be dropped.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 DEFAULT_RECIPE = {
     "optimizer": {"class_name": "adam", "config": {"learning_rate": 1e-3}},
@@ -51,8 +63,19 @@ DEFAULT_RECIPE = {
     "val_split": "val",
     "load_size": None,
     "input_shape": None,
+    "dataset_options": {},
+    "init_from": None,
+    "teachers": [],
+    "distillation": {},
     "protocol": {},
 }
+
+#: recipe keys that inform (what the paper reports, where its numbers come from) and are never read to train;
+#: an explicit list, so that a misspelt training key is refused rather than carried along as information
+INFO_KEYS = ("note", "test_split", "paper_test_accuracy", "paper_val_accuracy", "paper_ablation_test_accuracy",
+             "paper_alpha_sweep", "paper_patch_sweep", "paper_overlap_sweep", "published_weights")
+#: every key a recipe may carry
+KNOWN_KEYS = tuple(DEFAULT_RECIPE) + INFO_KEYS
 
 DEFAULT_PROTOCOL = {"keep": "best", "report_mean_last": 0, "reduce_on_plateau": None, "drop_remainder": False,
                     "tta": None}
@@ -101,9 +124,13 @@ def _replaces(base: Mapping, override: Mapping) -> bool:
 
 
 def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, model: str = "?") -> dict:
+    """The recipe ``dataset`` of ``table`` merged over its ``default`` and :data:`DEFAULT_RECIPE`, every value
+    checked; a key outside :data:`KNOWN_KEYS` is an error naming it, the model and the recipe."""
+    check_keys(table.get("default", {}), model, "default")
     recipe = merge(DEFAULT_RECIPE, table.get("default", {}))
     if dataset and dataset != "default":
         if dataset in table:
+            check_keys(table[dataset], model, dataset)
             recipe = merge(recipe, table[dataset])
         recipe["dataset"] = dataset
     validate_schedule(recipe.get("schedule"), model)
@@ -111,7 +138,25 @@ def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, mod
     _check_load_size(recipe.get("load_size"), model)
     if not isinstance(recipe.get("config") or {}, Mapping):
         raise ValueError(f"model {model!r}: recipe 'config' must be a mapping of config keys, got {recipe['config']!r}")
+    if not isinstance(recipe.get("dataset_options") or {}, Mapping):
+        raise ValueError(f"model {model!r}: recipe 'dataset_options' must be a mapping of reader options, got "
+                         f"{recipe['dataset_options']!r}")
+    if recipe.get("init_from") is not None and (not isinstance(recipe["init_from"], str) or not recipe["init_from"]):
+        raise ValueError(f"model {model!r}: recipe 'init_from' must be a weight tag or a weights file, got "
+                         f"{recipe['init_from']!r}")
     return recipe
+
+
+def check_keys(entry: Mapping, model: str = "?", recipe: str = "?") -> None:
+    """Refuse a recipe entry with a key that neither training (:data:`DEFAULT_RECIPE`) nor information
+    (:data:`INFO_KEYS`) knows."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"model {model!r}: recipe {recipe!r} must be a mapping of recipe keys, got {entry!r}")
+    unknown = sorted(set(entry) - set(KNOWN_KEYS))
+    if unknown:
+        raise ValueError(f"model {model!r}: recipe {recipe!r} has unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; known keys: {', '.join(DEFAULT_RECIPE)} "
+                         f"(informational: {', '.join(INFO_KEYS)})")
 
 
 def protocol_of(recipe: Mapping, model: str = "?") -> dict:
@@ -144,6 +189,24 @@ def protocol_of(recipe: Mapping, model: str = "?") -> dict:
         proto["reduce_on_plateau"] = plateau
     proto["drop_remainder"] = bool(proto["drop_remainder"])
     return proto
+
+
+def plateau_step(plateau: Mapping, value, best, wait: int) -> tuple[Any, int, bool]:
+    """One epoch of reduce-on-plateau: ``(best, wait, drop)`` after an epoch whose ``plateau["monitor"]`` is
+    ``value`` (``None``: not measured), from the state ``best`` / ``wait`` after the previous epoch.
+
+    An epoch improves when it beats ``best`` by more than ``min_delta`` (up for accuracies, down for losses);
+    the rate drops once ``patience`` epochs in a row have not improved (Keras' ``ReduceLROnPlateau``; with
+    patience 2 the second epoch without improvement drops it), and the count starts again after a drop."""
+    maximize = "loss" not in str(plateau["monitor"])
+    delta = float(plateau.get("min_delta", 0.0))
+    improved = value is not None and (best is None or (value > best + delta if maximize else value < best - delta))
+    if improved:
+        return value, 0, False
+    wait += 1
+    if wait >= int(plateau["patience"]):
+        return best, 0, True
+    return best, wait, False
 
 
 def _check_load_size(size, model: str) -> None:

@@ -1,7 +1,10 @@
 """The ``train`` driver: data set -> pipeline -> model (recipe) -> epochs under the recipe's protocol -> store.
 
 * The recipe is resolved **before** the model is built (its ``config`` may set model and loss values); a data set
-  with no recipe of its own trains with the model's ``default`` recipe and one printed line says so.
+  with no recipe of its own trains with the model's ``default`` recipe and one printed line says so. Every value
+  the run takes from the recipe is printed: epochs, batch size, validation split, input shape, the reader options
+  (``dataset_options``, each overridden by the caller's) and, on a new run, the initial weights (``init_from``;
+  checked before any data is read).
 * The recipe's ``protocol`` runs as data: keep the best or the last epoch, report the mean of the last k
   epochs, reduce the learning rate on a plateau (optionally reloading the best weights first), drop the last
   partial batch. ``val_split`` and ``load_size`` (resize, then random / centre crop) come from the recipe.
@@ -9,6 +12,9 @@
   state, best-so-far, history) written atomically into the run folder; ``resume=True`` continues a killed run
   from it, so at most the current epoch is lost. The data order of epoch e depends only on ``(seed, e)``.
 * Runs under a ``tf.distribute`` strategy (``MirroredStrategy`` when several GPUs are visible).
+
+The steps, one function each: :func:`resolve_job` -> :func:`read_data` -> :func:`build_model` ->
+:func:`make_pipelines` -> :func:`run_epochs` -> :func:`store`.
 
 Where results go: ``output=DIR`` writes ``DIR/<model>.weights.h5`` + card and keeps the checkpoint in
 ``DIR/checkpoint/``; otherwise the local store ``$FERZOO_HOME/store/<model>/<tag>/`` (tag: the data set name,
@@ -26,8 +32,9 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import weights as weights_mod
 
@@ -318,29 +325,70 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_global_policy(before)
 
 
-def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = None, *, epochs: int | None = None,
-          batch_size: int | None = None, tag: str | None = None, output: str | None = None,
-          recipe: str | None = None, val_split: str | None = None, strategy: str = "auto", seed: int = 0,
-          mixed_precision: bool | str | None = False, limit: int | None = None, verbose: int = 1,
-          config: Mapping[str, Any] | None = None, dataset_options: Mapping[str, Any] | None = None,
-          command: str | None = None, input_shape=None, init_from: str | None = None, resume: bool = False,
-          say=None) -> dict:
-    """Train ``model_name`` on ``dataset`` with its recipe and protocol; store the weights with a card.
+# -- the driver, step by step: resolve the job (recipe included), read the data, build the model, make the
+# -- pipelines, run the epochs, store ---------------------------------------------------------------------------
+@dataclass
+class TrainJob:
+    """What a :func:`train` call settles before TensorFlow does any work (:func:`resolve_job`): the resolved
+    recipe and every value the run takes from it or from the caller, where the results go, and the run folder
+    with the checkpoint to resume from. The later steps read it and change nothing in it."""
 
-    ``epochs`` / ``batch_size`` default to the recipe's (the value used is printed); ``val_split`` defaults to
-    the recipe's (``"none"``: no validation). ``init_from`` (a weight tag of this model or a weights file)
-    initialises every layer whose name and shapes match, and the layers it could not transfer are printed.
-    ``resume`` continues the run in the run folder from its last checkpoint. ``say`` receives the printed lines
-    (default: stderr). Returns a summary with the validation report.
-    """
-    import keras
-    import numpy as np
+    model_name: str
+    dataset: str
+    data_dir: str | None
+    recipe_name: str
+    rec: dict
+    tag: str
+    out_dir: Path
+    run: _Run
+    previous: dict | None  # the checkpoint state to resume from
+    seed: int
+    epochs: int
+    batch_size: int  # per replica
+    val_split: str | None  # None: no validation
+    input_shape: tuple | None  # None: the model's default
+    dataset_options: dict  # the recipe's, overridden by the caller's
+    init_from: str | None  # a weight tag or file (the caller's, else the recipe's on a new run)
+    config: dict
+    limit: int | None
+    verbose: int
+    command: str
+    say: Callable[[str], None]
 
+    @property
+    def proto(self) -> dict:
+        return self.rec["protocol"]
+
+
+@dataclass
+class TrainData:
+    """The data set as read (:func:`read_data`): the train and validation splits and the class names."""
+
+    train: Any
+    val: Any | None
+    class_names: list
+    reader_shuffled: bool  # whether the reader shuffled the whole train table (see _shuffled_train_split)
+
+
+@dataclass
+class Pipelines:
+    """The batched input (:func:`make_pipelines`): ``train(epoch)`` gives epoch ``epoch``'s shuffled, augmented
+    batches; ``val`` the centre-cropped validation batches (``None``: no validation)."""
+
+    train: Callable[[int], Any]
+    val: Any | None
+    num_train: int
+
+
+def resolve_job(model_name: str, dataset: str, data_dir, *, epochs, batch_size, tag, output, recipe, val_split,
+                seed, limit, verbose, config, dataset_options, command, input_shape, init_from, resume,
+                say, teachers=None, distillation=None) -> TrainJob:
+    """Step 1: check the arguments, pick and resolve the recipe, and take from it what the caller left open
+    (epochs, batch size, validation split, input shape, reader options, initial weights: each value taken is
+    printed); choose the store tag and run folder; check a resumed run's checkpoint. No TensorFlow work."""
     import ferzoo
-    from .data import class_names_of, prepare
     from .recipes import resolve_recipe
 
-    say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_int("limit", limit)
@@ -360,6 +408,10 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
                          f"them; choose another tag (e.g. {tag}-local)")
     out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
     run = _Run(out_dir if output else weights_mod.home() / "runs" / model_name / tag)
+    if isinstance(init_from, str) and init_from.lower() == "none":
+        init_from, explicit_scratch = None, True  # --init-from none: from scratch, whatever the recipe says
+    else:
+        explicit_scratch = False
     if run.exists() and not resume:
         state = run.state()
         raise ValueError(f"{run.root} holds the checkpoint of an unfinished run ({state['epoch']} of "
@@ -378,219 +430,365 @@ def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = No
         if batch_size is None:
             batch_size = previous["settings"]["batch_size"]
 
-    strat = pick_strategy(strategy)  # first: multi-worker collectives must be set up before other TF work
+    rec = resolve_recipe(ferzoo.model_info(model_name).recipe_table(), recipe_name, model_name)
+    of_recipe = f"recipe {recipe_name!r}"
+    val_split = _resolve_val_split(val_split, rec, ds_spec, dataset, of_recipe, say)
+    if input_shape is None and rec.get("input_shape"):
+        input_shape = tuple(int(v) for v in rec["input_shape"])
+        say(f"input shape: {list(input_shape)} ({of_recipe}; --input-shape to change)")
+    options = _resolve_dataset_options(rec, dataset_options, of_recipe, say)
+    if init_from is None and rec.get("init_from") and previous is None and not explicit_scratch:
+        init_from = rec["init_from"]
+        say(f"initial weights: {init_from!r} ({of_recipe}'s init_from; --init-from TAG|FILE to change, "
+            f"--init-from none to train from scratch)")
+        _check_init_source(model_name, init_from, of_recipe)
+    elif init_from:
+        _check_init_source(model_name, init_from)
+    from .distill import resolve_request  # the caller's teachers over the recipe's (checked, into rec)
+
+    resolve_request(rec, teachers, distillation, of_recipe=of_recipe, say=say)
+    if epochs is None:
+        epochs = int(rec["epochs"])
+        say(f"epochs: {epochs} ({of_recipe}; --epochs to change)")
+    if batch_size is None:
+        batch_size = int(rec["batch_size"])
+        say(f"batch size: {batch_size} ({of_recipe}; --batch-size to change)")
+    return TrainJob(model_name=model_name, dataset=dataset, data_dir=data_dir, recipe_name=recipe_name, rec=rec,
+                    tag=tag, out_dir=out_dir, run=run, previous=previous, seed=seed, epochs=epochs,
+                    batch_size=int(batch_size), val_split=val_split,
+                    input_shape=tuple(input_shape) if input_shape else None, dataset_options=options,
+                    init_from=init_from, config=dict(config or {}), limit=limit, verbose=verbose,
+                    command=command or " ".join(shlex.quote(a) for a in sys.argv), say=say)
+
+
+def _resolve_val_split(val_split, rec, ds_spec, dataset: str, of_recipe: str, say) -> str | None:
+    """The split that validates: the caller's, else the recipe's (a split this data set lacks falls back to
+    ``test``, else none); ``None`` for no validation."""
+    splits = list(ds_spec.splits or ())
+    if val_split is None:
+        val_split = rec.get("val_split") or "none"
+        if val_split not in ("none", *splits):
+            # the recipe's split does not exist in this data set (RAF-DB and SFEW release only train and test)
+            fallback = "test" if "test" in splits else "none"
+            say(f"data set {dataset!r} has no split {val_split!r} ({of_recipe}); validating on "
+                f"{fallback!r} instead (its splits: {splits}; --val-split to choose)")
+            val_split = fallback
+        elif val_split != "val":
+            say(f"validating on split {val_split!r} ({of_recipe})")
+    if val_split in (None, "none"):
+        return None
+    if val_split not in splits:
+        raise ValueError(f"data set {dataset!r} has no split {val_split!r} to validate on; its splits: "
+                         f"{splits}; pass --val-split none to train without validation")
+    return val_split
+
+
+def _resolve_dataset_options(rec, given, of_recipe: str, say) -> dict:
+    """The reader options: the recipe's ``dataset_options``, each overridden by the caller's (printed)."""
+    from_recipe = dict(rec.get("dataset_options") or {})
+    given = dict(given or {})
+    if from_recipe:
+        kept = {k: v for k, v in from_recipe.items() if k not in given}
+        overridden = sorted(k for k in from_recipe if k in given)
+        say(f"data set options: {kept} ({of_recipe}; --dataset-option KEY=VALUE to change)"
+            + (f"; {', '.join(overridden)} from --dataset-option" if overridden else ""))
+    return {**from_recipe, **given}
+
+
+def _check_init_source(model_name: str, init_from: str, from_recipe: str | None = None) -> None:
+    """Fail before any data is read or model built when the initial weights cannot be had; ``from_recipe``
+    names the recipe whose ``init_from`` chose them."""
+    try:
+        if weights_mod._looks_like_path(init_from):
+            weights_mod.weights_file(init_from, "--init-from")
+        else:
+            weights_mod.resolve(model_name, init_from)
+    except (OSError, ValueError) as exc:
+        if from_recipe is None:
+            if weights_mod._looks_like_path(init_from):
+                raise
+            raise ValueError(f"--init-from {init_from}: {exc}") from None
+        raise ValueError(f"{from_recipe} of model {model_name!r} starts from weights {init_from!r} (its init_from), "
+                         f"which cannot be had: {exc}; pass --init-from TAG|FILE to start from other weights, or "
+                         f"--init-from none to train from scratch") from None
+
+
+def read_data(job: TrainJob) -> TrainData:
+    """Step 2: the train split (shuffled by its reader where it can) and the validation split, with the job's
+    reader options; ``limit`` keeps the first examples of each."""
+    import ferzoo
+    from .data import class_names_of, with_class_names
+
+    opts = job.dataset_options
+    try:
+        train_ds, reader_shuffled = _shuffled_train_split(job.dataset, job.data_dir, opts, job.seed)
+        val_ds = (None if job.val_split is None
+                  else ferzoo.get_dataset(job.dataset, data_dir=job.data_dir, split=job.val_split, **opts))
+    except TypeError as exc:  # a reader given an option it does not take
+        if not opts:
+            raise
+        raise ValueError(f"data set {job.dataset!r}: its reader does not take the options {opts} ({exc}); "
+                         f"see --dataset-option and the recipe's dataset_options") from None
+    class_names = class_names_of(train_ds)
+    if job.limit:
+        train_ds = with_class_names(train_ds.take(job.limit), class_names)
+        if val_ds is not None:
+            val_ds = with_class_names(val_ds.take(job.limit), class_names_of(val_ds))
+    return TrainData(train=train_ds, val=val_ds, class_names=list(class_names), reader_shuffled=reader_shuffled)
+
+
+def build_model(job: TrainJob, data: TrainData, strat):
+    """Step 3: the model for the data's classes under the recipe (its config, optimizer and losses), in the
+    strategy's scope; with ``init_from``, the layers that fit are copied in (the rest printed).
+    Returns ``(model, transfer report or None)``."""
+    import ferzoo
+
+    with strat.scope():
+        model = ferzoo.build(job.model_name, num_classes=len(data.class_names), class_names=data.class_names,
+                             input_shape=job.input_shape, recipe=job.recipe_name, **job.config)
+        init_report = None
+        if job.init_from:
+            init_report = transfer_weights(_load_init_source(job.model_name, job.init_from), model)
+            skipped = init_report["not_transferred"]
+            job.say(f"--init-from {job.init_from}: transferred {len(init_report['transferred'])} layers"
+                    + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
+        model.compile()
+    return model, init_report
+
+
+def make_pipelines(job: TrainJob, data: TrainData, model, strat) -> Pipelines:
+    """Step 4: the batched train input of each epoch (the recipe's sampler, resize-then-random-crop and
+    augmentation; the order of epoch e depends only on (seed, e)) and the validation input (centre crop)."""
+    import ferzoo
+    from .data import prepare
+
+    rec, say = job.rec, job.say
+    global_batch = job.batch_size * strat.num_replicas_in_sync
+    shape = model.input_shape_hwc
+    load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
+    default_hw = tuple(rec.get("input_shape") or ferzoo.model_info(job.model_name).default_input_shape)[:2]
+    if load_size and tuple(shape[:2]) != default_hw:
+        # the recipe's resize-then-crop is stated for its own input (the recipe's input_shape, else the
+        # paper's): keep its ratio at another size
+        scaled = tuple(max(int(round(l * s / d)), s) for l, s, d in zip(load_size, shape[:2], default_hw))
+        say(f"recipe {job.recipe_name!r} resizes to {list(load_size)} for a {default_hw[0]}x{default_hw[1]} input; "
+            f"at {shape[0]}x{shape[1]} it resizes to {list(scaled)} (the same crop ratio)")
+        load_size = scaled
+    model.eval_crop = list(load_size) if load_size else None
+
+    augment = None
+    if rec.get("augmentation"):
+        from .data.augment import build_augmentation
+
+        augment = build_augmentation(rec["augmentation"], shape, seed=job.seed)
+    sampled = data.train
+    if rec.get("sampler"):
+        from .data.augment import apply_sampler
+
+        sampled = apply_sampler(data.train, rec["sampler"], seed=job.seed)
+    n_train = _num_examples(sampled)
+    if n_train == 0:
+        raise ValueError(f"data set {job.dataset!r}: the train split is empty")
+    if not data.reader_shuffled and n_train > SHUFFLE_BUFFER:
+        say(f"data set {job.dataset!r}: its reader takes no shuffle option, so its {n_train} train examples are "
+            f"read in the reader's order and mixed only by a {SHUFFLE_BUFFER}-image shuffle buffer")
+
+    from .distill import for_run  # teachers named: their soft targets (cached mode packs them into the labels)
+
+    sampled = for_run(model, rec, sampled, images=data.train, say=say)
+
+    def train_pipe(epoch: int):
+        return _sharded(strat, prepare(sampled, shape, batch_size=global_batch, class_names=data.class_names,
+                                       shuffle=min(n_train, SHUFFLE_BUFFER), seed=job.seed * 100003 + epoch,
+                                       augment=augment, drop_remainder=job.proto["drop_remainder"],
+                                       load_size=load_size, crop="random"))
+
+    val_pipe = None
+    if data.val is not None:
+        val_pipe = _sharded(strat, prepare(data.val, shape, batch_size=global_batch,
+                                           target_class_names=model.class_names, load_size=load_size, crop="center"))
+    return Pipelines(train=train_pipe, val=val_pipe, num_train=n_train)
+
+
+def _new_state(job: TrainJob) -> dict:
+    """The state every checkpoint stores (JSON): epochs done, history, best so far, learning-rate scale and
+    plateau counters, training time, and the settings a resumed run must share."""
+    return {"format": CHECKPOINT_FORMAT, "epoch": 0, "epochs": job.epochs, "history": {},
+            "best": None, "best_epoch": None, "lr_scale": 1.0, "plateau_best": None, "plateau_wait": 0,
+            "train_seconds": 0.0,
+            "settings": {"model": job.model_name, "dataset": job.dataset, "recipe": job.recipe_name, "seed": job.seed,
+                         "batch_size": job.batch_size, "val_split": job.val_split}}
+
+
+def _monitors(job: TrainJob, pipes: Pipelines) -> tuple[str, dict | None]:
+    """The metric that selects the best epoch and the plateau protocol, on training metrics without validation."""
+    monitor = (job.rec.get("monitor") or "val_accuracy") if pipes.val is not None else "accuracy"
+    plateau = job.proto["reduce_on_plateau"]
+    if plateau and pipes.val is None and str(plateau["monitor"]).startswith("val_"):
+        plateau = {**plateau, "monitor": plateau["monitor"][4:]}
+    return monitor, plateau
+
+
+def _better(value, best, mode_max: bool) -> bool:
+    if best is None:
+        return True
+    return value > best if mode_max else value < best
+
+
+def run_epochs(job: TrainJob, model, pipes: Pipelines, strat, chief: bool) -> tuple[dict, list | None]:
+    """Step 5: the epochs under the recipe's protocol, from the checkpoint when resuming: each epoch's learning
+    rate (schedule x plateau scale), the best epoch's weights, reduce-on-plateau (optionally reloading the best
+    weights) and a checkpoint after every epoch. Returns ``(state, best weights or None)``."""
+    import keras
+    import numpy as np
+
+    from .recipes import learning_rate_at, plateau_step
+
+    say, epochs = job.say, job.epochs
+    state = _new_state(job)
+    best_weights = None
+    if job.previous is not None:
+        with strat.scope():
+            restored, best_weights = job.run.restore(model)
+        state.update({k: restored[k] for k in ("epoch", "history", "best", "best_epoch", "lr_scale", "plateau_best",
+                                               "plateau_wait", "train_seconds")})
+        if state["epoch"] >= epochs:
+            say(f"the checkpoint has {state['epoch']} epochs done; nothing left to train for --epochs {epochs}")
+        else:
+            say(f"resuming from epoch {state['epoch']} of {epochs} ({job.run.root})")
+    monitor, plateau = _monitors(job, pipes)
+    base_lr, schedule = model._base_lr, model._schedule
+
+    def lr_for(epoch: int) -> float | None:
+        if base_lr is None:
+            return None
+        lr = learning_rate_at(schedule, base_lr, epoch) * state["lr_scale"]
+        return max(lr, float(plateau["min_lr"])) if plateau else lr
+
+    # per-epoch scalars for TensorBoard, beside the weights (one event file per fit call; steps are epochs)
+    board = keras.callbacks.TensorBoard(log_dir=str(job.out_dir / TENSORBOARD_DIR), write_graph=False,
+                                        profile_batch=0) if chief else None
+    for epoch in range(state["epoch"], epochs):
+        start = time.time()
+        if job.verbose:
+            say(f"epoch {epoch + 1}/{epochs}")
+        callbacks = [board] if board is not None else []
+        lr = lr_for(epoch)
+        if lr is not None:
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
+        hist = model.fit(pipes.train(epoch), validation_data=pipes.val, epochs=epoch + 1, initial_epoch=epoch,
+                         verbose=job.verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
+        logs = {k: float(v[-1]) for k, v in hist.history.items()}
+        if lr is not None:
+            logs["learning_rate"] = lr
+        for k, v in logs.items():
+            state["history"].setdefault(k, []).append(v)
+        value = logs.get(monitor)
+        if value is not None and math.isfinite(value) and _better(value, state["best"], "loss" not in monitor):
+            state["best"], state["best_epoch"] = value, epoch + 1
+            best_weights = [np.asarray(w) for w in model.get_weights()]
+        if plateau:
+            state["plateau_best"], state["plateau_wait"], drop = plateau_step(
+                plateau, logs.get(plateau["monitor"]), state["plateau_best"], state["plateau_wait"])
+            if drop:
+                state["lr_scale"] *= float(plateau["factor"])
+                msg = f"epoch {epoch + 1}: {plateau['monitor']} on a plateau; learning rate x{plateau['factor']}"
+                if plateau["reload_best"] and best_weights is not None:
+                    model.set_weights(best_weights)
+                    msg += f", best weights (epoch {state['best_epoch']}) reloaded"
+                say(msg)
+        state["epoch"] = epoch + 1
+        state["train_seconds"] += time.time() - start
+        if chief:
+            job.run.save(model, state, best_weights if job.proto["keep"] == "best" or plateau else None)
+    return state, best_weights
+
+
+def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, init_report, chief: bool,
+          policy: str) -> dict:
+    """Step 6: keep the best (or last) epoch's weights, report on the validation split (with the recipe's
+    test-time augmentation beside the single pass), and write the weights with their card, the history, the
+    curves; then remove the run's checkpoint. Returns the summary :func:`train` returns."""
+    from .weights import read_card
+
+    proto = job.proto
+    if proto["keep"] == "best" and best_weights is not None:
+        model.set_weights(best_weights)
+    kept_epoch = state["best_epoch"] if proto["keep"] == "best" and best_weights is not None else state["epoch"]
+    report = None
+    card: dict = {"dataset": job.dataset, "recipe": job.rec, "recipe_name": job.recipe_name, "command": job.command,
+                  "epochs_run": state["epoch"], "kept": proto["keep"], "kept_epoch": kept_epoch,
+                  "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
+                  "train_examples": pipes.num_train, "seed": job.seed, "batch_size": job.batch_size,
+                  "precision": policy}
+    if job.dataset_options:
+        card["dataset_options"] = job.dataset_options
+    if init_report is not None:
+        card["init_from"] = {"source": str(job.init_from), **init_report}
+    if pipes.val is not None:
+        if proto["tta"]:
+            single = model.evaluate(pipes.val, verbose=0, tta=None)
+            model.tta = proto["tta"]
+        report = model.evaluate(pipes.val, verbose=0)
+        card["metrics"] = {"split": job.val_split, "accuracy": report["accuracy"],
+                           "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"],
+                           "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"],
+                           "epoch": kept_epoch}
+        if proto["tta"]:
+            card["metrics"].update(tta=proto["tta"], single_pass_accuracy=single["accuracy"])
+        k = proto["report_mean_last"]
+        accs = state["history"].get("val_accuracy", [])
+        if k:
+            last = accs[-k:]
+            card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
+    weights_path = job.out_dir / f"{job.model_name}{weights_mod.WEIGHTS_SUFFIX}"
+    model.tta = proto["tta"]  # the card says how the weights predict
+    summary = {"model": model, "weights": None, "card": None, "report": report, "history": state["history"],
+               "seconds": state["train_seconds"], "tag": job.tag}
+    if not chief:  # a non-chief worker of a multi-worker run: the chief wrote the same weights
+        return summary
+    weights_mod.save(model, weights_path, **card)
+    weights_mod.write_json_atomic(job.out_dir / "history.json", state["history"])
+    _write_curves(job.out_dir / CURVES_FILE, state["history"], f"{job.model_name} on {job.dataset}", job.say)
+    job.run.clear()
+    return {**summary, "weights": str(weights_path), "card": read_card(weights_path)}
+
+
+def train(model_name: str, dataset: str = "synthetic", data_dir: str | None = None, *, epochs: int | None = None,
+          batch_size: int | None = None, tag: str | None = None, output: str | None = None,
+          recipe: str | None = None, val_split: str | None = None, strategy: str = "auto", seed: int = 0,
+          mixed_precision: bool | str | None = False, limit: int | None = None, verbose: int = 1,
+          config: Mapping[str, Any] | None = None, dataset_options: Mapping[str, Any] | None = None,
+          command: str | None = None, input_shape=None, init_from: str | None = None, resume: bool = False,
+          say=None, teachers=None, distillation: Mapping[str, Any] | None = None) -> dict:
+    """Train ``model_name`` on ``dataset`` with its recipe and protocol; store the weights with a card.
+
+    ``epochs`` / ``batch_size`` default to the recipe's (the value used is printed); ``val_split`` defaults to
+    the recipe's (``"none"``: no validation). ``dataset_options`` go to the data set reader over the recipe's
+    ``dataset_options``. ``init_from`` (a weight tag of this model or a weights file; default: the recipe's
+    ``init_from`` on a new run, ``"none"``: from scratch) initialises every layer whose name and shapes match,
+    and the layers it could not transfer are printed. ``resume`` continues the run in the run folder from its
+    last checkpoint. ``say`` receives the printed lines (default: stderr). Returns a summary with the
+    validation report. ``teachers`` (``NAME.TAG`` or weights files; default: the recipe's ``teachers``) distil into
+    the model with ``distillation`` (``temperature``, ``alpha``, ``mode`` over the recipe's; see ferzoo.distill).
+
+    The steps: :func:`resolve_job` (arguments and recipe), :func:`read_data`, :func:`build_model`,
+    :func:`make_pipelines`, :func:`run_epochs`, :func:`store`.
+    """
+    import keras
+
+    say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
+    job = resolve_job(model_name, dataset, data_dir, epochs=epochs, batch_size=batch_size, tag=tag, output=output,
+                      recipe=recipe, val_split=val_split, seed=seed, limit=limit, verbose=verbose, config=config,
+                      dataset_options=dataset_options, command=command, input_shape=input_shape,
+                      init_from=init_from, resume=resume, say=say, teachers=teachers, distillation=distillation)
+    strat = pick_strategy(strategy)  # first TF work: multi-worker collectives must be set up before any other
     chief = is_chief(strat)
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(job.seed)
     policy = precision_policy(mixed_precision, say)
     with dtype_policy(policy):
-        rec = resolve_recipe(ferzoo.model_info(model_name).recipe_table(), recipe_name, model_name)
-        proto = rec["protocol"]
-        if val_split is None:
-            val_split = rec.get("val_split") or "none"
-            splits = list(ds_spec.splits or ())
-            if val_split not in ("none", *splits):
-                # the recipe's split does not exist in this data set (RAF-DB and SFEW release only train and test)
-                fallback = "test" if "test" in splits else "none"
-                say(f"data set {dataset!r} has no split {val_split!r} (recipe {recipe_name!r}); validating on "
-                    f"{fallback!r} instead (its splits: {splits}; --val-split to choose)")
-                val_split = fallback
-            elif val_split != "val":
-                say(f"validating on split {val_split!r} (recipe {recipe_name!r})")
-        if input_shape is None and rec.get("input_shape"):
-            input_shape = tuple(int(v) for v in rec["input_shape"])
-            say(f"input shape: {list(input_shape)} (recipe {recipe_name!r}; --input-shape to change)")
-        opts = dict(dataset_options or {})
-        train_ds, reader_shuffled = _shuffled_train_split(dataset, data_dir, opts, seed)
-        if val_split in (None, "none"):
-            val_split, val_ds = None, None
-        elif val_split not in (ds_spec.splits or ()):
-            raise ValueError(f"data set {dataset!r} has no split {val_split!r} to validate on; its splits: "
-                             f"{list(ds_spec.splits)}; pass --val-split none to train without validation")
-        else:
-            val_ds = ferzoo.get_dataset(dataset, data_dir=data_dir, split=val_split, **opts)
-        class_names = class_names_of(train_ds)
-        if limit:
-            train_ds = ferzoo.data.with_class_names(train_ds.take(limit), class_names)
-            if val_ds is not None:
-                val_ds = ferzoo.data.with_class_names(val_ds.take(limit), class_names_of(val_ds))
-
-        with strat.scope():
-            model = ferzoo.build(model_name, num_classes=len(class_names), class_names=class_names,
-                                 input_shape=tuple(input_shape) if input_shape else None,
-                                 recipe=recipe_name, **dict(config or {}))
-            init_report = None
-            if init_from:
-                init_report = transfer_weights(_load_init_source(model_name, init_from), model)
-                skipped = init_report["not_transferred"]
-                say(f"--init-from {init_from}: transferred {len(init_report['transferred'])} layers"
-                    + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
-            model.compile()
-        if epochs is None:
-            epochs = int(rec["epochs"])
-            say(f"epochs: {epochs} (recipe {recipe_name!r}; --epochs to change)")
-        if batch_size is None:
-            batch_size = int(rec["batch_size"])
-            say(f"batch size: {batch_size} (recipe {recipe_name!r}; --batch-size to change)")
-        global_batch = int(batch_size) * strat.num_replicas_in_sync
-        shape = model.input_shape_hwc
-        load_size = tuple(rec["load_size"]) if rec.get("load_size") else None
-        default_hw = tuple(rec.get("input_shape") or ferzoo.model_info(model_name).default_input_shape)[:2]
-        if load_size and tuple(shape[:2]) != default_hw:
-            # the recipe's resize-then-crop is stated for its own input (the recipe's input_shape, else the
-            # paper's): keep its ratio at another size
-            scaled = tuple(max(int(round(l * s / d)), s) for l, s, d in zip(load_size, shape[:2], default_hw))
-            say(f"recipe {recipe_name!r} resizes to {list(load_size)} for a {default_hw[0]}x{default_hw[1]} input; "
-                f"at {shape[0]}x{shape[1]} it resizes to {list(scaled)} (the same crop ratio)")
-            load_size = scaled
-        model.eval_crop = list(load_size) if load_size else None
-
-        augment = None
-        if rec.get("augmentation"):
-            from .data.augment import build_augmentation
-
-            augment = build_augmentation(rec["augmentation"], shape, seed=seed)
-        sampled = train_ds
-        if rec.get("sampler"):
-            from .data.augment import apply_sampler
-
-            sampled = apply_sampler(train_ds, rec["sampler"], seed=seed)
-        n_train = _num_examples(sampled)
-        if n_train == 0:
-            raise ValueError(f"data set {dataset!r}: the train split is empty")
-        if not reader_shuffled and n_train > SHUFFLE_BUFFER:
-            say(f"data set {dataset!r}: its reader takes no shuffle option, so its {n_train} train examples are "
-                f"read in the reader's order and mixed only by a {SHUFFLE_BUFFER}-image shuffle buffer")
-
-        def train_pipe(epoch: int):
-            return _sharded(strat, prepare(sampled, shape, batch_size=global_batch, class_names=class_names,
-                                           shuffle=min(n_train, SHUFFLE_BUFFER), seed=seed * 100003 + epoch,
-                                           augment=augment, drop_remainder=proto["drop_remainder"],
-                                           load_size=load_size, crop="random"))
-
-        val_pipe = None
-        if val_ds is not None:
-            val_pipe = _sharded(strat, prepare(val_ds, shape, batch_size=global_batch,
-                                               target_class_names=model.class_names, load_size=load_size,
-                                               crop="center"))
-
-        command = command or " ".join(shlex.quote(a) for a in sys.argv)
-        monitor = (rec.get("monitor") or "val_accuracy") if val_pipe is not None else "accuracy"
-        plateau = proto["reduce_on_plateau"]
-        if plateau and val_pipe is None and str(plateau["monitor"]).startswith("val_"):
-            plateau = {**plateau, "monitor": plateau["monitor"][4:]}
-        base_lr = model._base_lr
-        schedule = model._schedule
-        state = {"format": CHECKPOINT_FORMAT, "epoch": 0, "epochs": epochs, "history": {},
-                 "best": None, "best_epoch": None, "lr_scale": 1.0, "plateau_best": None, "plateau_wait": 0,
-                 "train_seconds": 0.0,
-                 "settings": {"model": model_name, "dataset": dataset, "recipe": recipe_name, "seed": seed,
-                              "batch_size": int(batch_size), "val_split": val_split}}
-        best_weights = None
-        if previous is not None:
-            with strat.scope():
-                restored, best_weights = run.restore(model)
-            state.update({k: restored[k] for k in ("epoch", "history", "best", "best_epoch", "lr_scale", "plateau_best",
-                                                   "plateau_wait", "train_seconds")})
-            state["epochs"] = epochs
-            if state["epoch"] >= epochs:
-                say(f"the checkpoint has {state['epoch']} epochs done; nothing left to train for --epochs {epochs}")
-            else:
-                say(f"resuming from epoch {state['epoch']} of {epochs} ({run.root})")
-
-        def lr_for(epoch: int) -> float | None:
-            if base_lr is None:
-                return None
-            from .recipes import learning_rate_at
-
-            lr = learning_rate_at(schedule, base_lr, epoch) * state["lr_scale"]
-            return max(lr, float(plateau["min_lr"])) if plateau else lr
-
-        def better(value, best, mode_max: bool) -> bool:
-            if best is None:
-                return True
-            return value > best if mode_max else value < best
-
-        # per-epoch scalars for TensorBoard, beside the weights (one event file per fit call; steps are epochs)
-        board = keras.callbacks.TensorBoard(log_dir=str(out_dir / TENSORBOARD_DIR), write_graph=False,
-                                            profile_batch=0) if chief else None
-        for epoch in range(state["epoch"], epochs):
-            start = time.time()
-            if verbose:
-                say(f"epoch {epoch + 1}/{epochs}")
-            callbacks = [board] if board is not None else []
-            lr = lr_for(epoch)
-            if lr is not None:
-                callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
-            hist = model.fit(train_pipe(epoch), validation_data=val_pipe, epochs=epoch + 1, initial_epoch=epoch,
-                             verbose=verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
-            logs = {k: float(v[-1]) for k, v in hist.history.items()}
-            if lr is not None:
-                logs["learning_rate"] = lr
-            for k, v in logs.items():
-                state["history"].setdefault(k, []).append(v)
-            value = logs.get(monitor)
-            mode_max = "loss" not in monitor
-            if value is not None and math.isfinite(value) and better(value, state["best"], mode_max):
-                state["best"], state["best_epoch"] = value, epoch + 1
-                best_weights = [np.asarray(w) for w in model.get_weights()]
-            if plateau:
-                pv = logs.get(plateau["monitor"])
-                pmax = "loss" not in plateau["monitor"]
-                delta = float(plateau["min_delta"])
-                improved = pv is not None and (state["plateau_best"] is None or (
-                    pv > state["plateau_best"] + delta if pmax else pv < state["plateau_best"] - delta))
-                if improved:
-                    state["plateau_best"], state["plateau_wait"] = pv, 0
-                else:
-                    state["plateau_wait"] += 1
-                    if state["plateau_wait"] > int(plateau["patience"]):
-                        state["lr_scale"] *= float(plateau["factor"])
-                        state["plateau_wait"] = 0
-                        msg = f"epoch {epoch + 1}: {plateau['monitor']} on a plateau; learning rate x{plateau['factor']}"
-                        if plateau["reload_best"] and best_weights is not None:
-                            model.set_weights(best_weights)
-                            msg += f", best weights (epoch {state['best_epoch']}) reloaded"
-                        say(msg)
-            state["epoch"] = epoch + 1
-            state["train_seconds"] += time.time() - start
-            if chief:
-                run.save(model, state, best_weights if proto["keep"] == "best" or plateau else None)
-
-        if proto["keep"] == "best" and best_weights is not None:
-            model.set_weights(best_weights)
-        kept_epoch = state["best_epoch"] if proto["keep"] == "best" and best_weights is not None else state["epoch"]
-        report = None
-        card: dict = {"dataset": dataset, "recipe": rec, "recipe_name": recipe_name, "command": command,
-                      "epochs_run": state["epoch"], "kept": proto["keep"], "kept_epoch": kept_epoch,
-                      "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 1),
-                      "train_examples": n_train, "seed": seed, "batch_size": int(batch_size), "precision": policy}
-        if init_report is not None:
-            card["init_from"] = {"source": str(init_from), **init_report}
-        if val_pipe is not None:
-            if proto["tta"]:
-                single = model.evaluate(val_pipe, verbose=0, tta=None)
-                model.tta = proto["tta"]
-            report = model.evaluate(val_pipe, verbose=0)
-            card["metrics"] = {"split": val_split, "accuracy": report["accuracy"],
-                               "balanced_accuracy": report["balanced_accuracy"], "macro_f1": report["macro_f1"],
-                               "num_examples": report["num_examples"], "confusion_matrix": report["confusion_matrix"],
-                               "epoch": kept_epoch}
-            if proto["tta"]:
-                card["metrics"].update(tta=proto["tta"], single_pass_accuracy=single["accuracy"])
-            k = proto["report_mean_last"]
-            accs = state["history"].get("val_accuracy", [])
-            if k:
-                last = accs[-k:]
-                card["metrics"][f"mean_last_{k}_accuracy"] = float(sum(last) / len(last)) if last else None
-        weights_path = out_dir / f"{model_name}{weights_mod.WEIGHTS_SUFFIX}"
-        model.tta = proto["tta"]  # the card says how the weights predict
-        if chief:
-            weights_mod.save(model, weights_path, **card)
-            weights_mod.write_json_atomic(out_dir / "history.json", state["history"])
-            _write_curves(out_dir / CURVES_FILE, state["history"], f"{model_name} on {dataset}", say)
-            run.clear()
-        else:  # a non-chief worker of a multi-worker run: the chief wrote the same weights
-            return {"model": model, "weights": None, "card": None, "report": report, "history": state["history"],
-                    "seconds": state["train_seconds"], "tag": tag}
-        return {"model": model, "weights": str(weights_path), "card": weights_mod.read_card(weights_path),
-                "report": report, "history": state["history"], "seconds": state["train_seconds"], "tag": tag}
+        data = read_data(job)
+        model, init_report = build_model(job, data, strat)
+        pipes = make_pipelines(job, data, model, strat)
+        state, best_weights = run_epochs(job, model, pipes, strat, chief)
+        return store(job, model, pipes, state, best_weights, init_report=init_report, chief=chief, policy=policy)

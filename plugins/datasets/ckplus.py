@@ -8,9 +8,12 @@
 * the ``CK+48`` crops: ``CK+48/<anger|contempt|disgust|fear|happy|sadness|surprise>/S###_###_########.png``
   (the last 3 frames of each labelled sequence, 48x48 gray); ``last_frames`` keeps fewer per sequence.
 
-``contempt=False`` leaves out the contempt sequences (counted in ``ds.info["excluded"]``). Classes are
+``contempt=False`` leaves out the contempt sequences (counted in ``ds.info["excluded"]``). ``neutral_limit=n``
+keeps n of the neutral frames (original layout), drawn with ``split_seed`` (Deep-Emotion's 593 images: the last
+frame of the 309 sequences with a basic emotion and 284 of their first frames). Classes are
 reported in CK+'s order, restricted to those present. Splits: subject-independent k-fold by default
-(``protocol="kfold"``, ``folds=10``, ``fold``, ``val_folds``, ``split_seed``) or ``protocol="random"``.
+(``protocol="kfold"``, ``folds=10``, ``fold``, ``val_folds``, ``split_seed``) or ``protocol="random"`` (a seeded
+stratified split: ``test_size`` / ``val_size`` as counts, e.g. Deep-Emotion's 420 / 60 / 113).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ FRAME = re.compile(r"^(S\d+)_(\d+)_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 
 
 def load(data_dir=None, split: str | None = None, *, layout: str = "auto", last_frames: int | None = None,
-         neutral_frames: int = 0, contempt: bool = True, **options):
+         neutral_frames: int = 0, contempt: bool = True, neutral_limit: int | None = None, **options):
     root = require_dir(data_dir, "the CK+ folder", NAME)
     if layout == "auto":
         if find_child(root, ["cohn-kanade-images"]) and find_child(root, ["Emotion", "Emotion_labels"]):
@@ -37,6 +40,8 @@ def load(data_dir=None, split: str | None = None, *, layout: str = "auto", last_
             layout = "ck48"
     if layout == "original":
         table = _read_original(root, 3 if last_frames is None else int(last_frames), int(neutral_frames), contempt)
+        if neutral_limit is not None:
+            table = _limit_neutral(table, neutral_limit, options.get("split_seed") or 0)
     elif layout == "ck48":
         if neutral_frames:
             raise ValueError(f"{NAME}: the CK+48 crops hold no neutral frames (neutral_frames needs the original layout)")
@@ -45,6 +50,24 @@ def load(data_dir=None, split: str | None = None, *, layout: str = "auto", last_
         raise ValueError(f"{NAME}: layout must be 'auto', 'original' or 'ck48', got {layout!r}")
     table = split_lab(table, split, options, protocol="kfold", folds=10, fold=0, split_seed=0)
     return finish(table, native_channels=1, **options)
+
+
+def _limit_neutral(table: ExampleTable, limit, seed: int) -> ExampleTable:
+    """At most ``limit`` neutral frames, a seeded draw (the other examples and the order are kept)."""
+    import numpy as np
+
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"{NAME}: neutral_limit must be an integer >= 0, got {limit!r}")
+    if "neutral" not in table.class_names:
+        return table
+    labels = np.asarray(table.labels)
+    neutral = np.flatnonzero(labels == table.class_names.index("neutral"))
+    if len(neutral) <= limit:
+        return table
+    dropped = np.random.default_rng(seed).choice(neutral, len(neutral) - limit, replace=False)
+    out = table.take(np.setdiff1d(np.arange(len(labels)), dropped))
+    out.info = {**table.info, "neutral_limit": limit, "neutral_dropped": int(len(dropped))}
+    return out
 
 
 def _restrict(labels_native: list[int]) -> tuple[list[int], list[str]]:

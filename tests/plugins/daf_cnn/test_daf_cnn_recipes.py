@@ -50,7 +50,8 @@ def test_paper_recipes():
     sfew = _recipe("daf_cnn", "sfew")
     assert sfew["batch_size"] == 32 and sfew["config"] == {"tc_margin": 13.0, "tc_weight": 0.013}
     assert sfew["protocol"] == proto and sfew["paper_val_accuracy"] == 0.5298
-    assert "--init-from fer2013" in sfew["note"] and "class_order=canonical" in sfew["note"]
+    # ferzoo train applies both: the paper's NOtcl init and the FER-2013 class order
+    assert sfew["init_from"] == "fer2013-notcl" and sfew["dataset_options"] == {"class_order": "canonical"}
     # the learning rates the plateau protocol can reach: 1e-3, 2e-4, 4e-5, then 1e-5 (clipped from 8e-6)
     lrs, lr = [], 1e-3
     for _ in range(4):
