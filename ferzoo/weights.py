@@ -14,6 +14,27 @@ Where weights come from, for ``ferzoo.load(name, weights=tag)``:
    before it is used; ``FERZOO_OFFLINE=1`` forbids downloads.
 
 ``$FERZOO_HOME`` defaults to ``~/.cache/ferzoo``.
+
+Storage formats (the card's ``storage_dtype``; computation is float32 whatever the storage):
+
+* ``"float32"``: the file Keras' ``save_weights`` writes.
+* ``"float16"``: the same layout with every float32 array stored in half precision; Keras casts on load.
+* ``"int8-per-channel"``: ferzoo's own variant of the ``.weights.h5`` layout (Keras 3's ``quantize("int8")``
+  covers ``Dense`` but not ``Conv2D``). Every float32 array of rank >= 2 (conv / dense kernels, embeddings) is
+  quantized symmetrically per output channel, the last axis: ``scale[c] = max|w[..., c]| / 127``,
+  ``q = round(w / scale)`` (int8 in [-127, 127]; a channel of zeros has scale 0), so each element comes back
+  within ``scale[c] / 2``. Its dataset ``P`` (e.g. ``layers/conv2d/vars/0``) leaves the Keras layout and is
+  stored as ``ferzoo_int8/P/q`` (int8, the kernel's shape) and ``ferzoo_int8/P/scale`` (float32, one per
+  channel); vectors (biases, batch-norm statistics) and non-float arrays stay where they were, in float32.
+  The root attribute ``ferzoo_storage = "int8-per-channel"`` marks the file. :func:`load_weights_into` (used by
+  :func:`load_file`, hence ``ferzoo.load``) rebuilds the float32 Keras file in a temporary folder and loads
+  that, so the model is the plain float32 model; a missing or misshapen scale is an error naming the file.
+  Keras' own ``load_weights`` refuses such a file (the moved kernels are missing) rather than loading codes
+  as weights. About one byte per parameter, a quarter of float32 (written in HDF5 1.10's format, whose compact
+  groups keep the overhead of the extra groups small).
+
+``ferzoo weights pack`` (:func:`pack`) measures a trained file on a data set's validation split in float32
+and int8 storage and ships int8 where the accuracy drops by less than 0.3 points, else float16.
 """
 
 from __future__ import annotations
@@ -25,6 +46,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -107,14 +129,18 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 CARD_ATTR = "ferzoo_card"
 
 
-STORAGE_DTYPES = ("float32", "float16")
+INT8 = "int8-per-channel"
+STORAGE_DTYPES = ("float32", "float16", INT8)
+STORAGE_ATTR = "ferzoo_storage"
+INT8_GROUP = "ferzoo_int8"
 
 
 def save(model, weights_path: str | os.PathLike, *, storage_dtype: str = "float32", **card_fields) -> Path:
     """Write ``model``'s weights and card as one atomic unit; returns the weights path.
 
     ``storage_dtype="float16"`` stores every float32 array in half precision (half the file; loading casts
-    back to the variables' float32) and records ``"storage_dtype": "float16"`` in the card."""
+    back to the variables' float32), ``"int8-per-channel"`` stores kernels as int8 with a scale per output
+    channel (see the module doc); the card records ``storage_dtype``."""
     import ferzoo
 
     if storage_dtype not in STORAGE_DTYPES:
@@ -146,12 +172,155 @@ def _halved_copy(source: Path, target: Path) -> None:
         src.visititems(copy)
 
 
+def quantize_per_channel(w) -> tuple:
+    """Symmetric int8 quantization of ``w`` per slice of its last axis: ``(q, scale)`` with
+    ``scale[c] = max|w[..., c]| / 127`` (float32, 0 for a channel of zeros) and ``q = round(w / scale)`` (int8),
+    so that ``|w - q * scale| <= scale / 2`` element-wise."""
+    import numpy as np
+
+    w = np.asarray(w)
+    if w.ndim < 1 or w.shape[-1] == 0:
+        raise ValueError(f"cannot quantize an array of shape {w.shape} per channel")
+    w64 = w.astype(np.float64)
+    peak = np.abs(w64).reshape(-1, w.shape[-1]).max(axis=0) if w.size else np.zeros(w.shape[-1])
+    scale = (peak / 127.0).astype(np.float32)
+    s64 = scale.astype(np.float64)
+    q = np.divide(w64, s64, out=np.zeros_like(w64), where=s64 > 0)
+    return np.clip(np.rint(q), -127, 127).astype(np.int8), scale
+
+
+def dequantize_per_channel(q, scale):
+    """float32 ``q * scale`` (``scale`` broadcast over the last axis): the inverse of
+    :func:`quantize_per_channel` up to ``scale / 2``."""
+    import numpy as np
+
+    return (np.asarray(q, np.float32) * np.asarray(scale, np.float32)).astype(np.float32)
+
+
+def _quantizable(obj) -> bool:
+    import numpy as np
+
+    return obj.dtype == np.float32 and obj.ndim >= 2 and obj.shape[-1] > 0
+
+
+def _quantized_copy(source: Path, target: Path) -> None:
+    """A Keras weights file -> the ``int8-per-channel`` layout of the module doc (a fresh file)."""
+    import h5py
+
+    # HDF5 1.10's compact groups: the old format's group overhead (about 1 kB a group) would be felt in small models
+    with h5py.File(source, "r") as src, h5py.File(target, "w", libver=("v110", "latest")) as dst:
+        dst.attrs.update(dict(src.attrs))
+        dst.attrs[STORAGE_ATTR] = INT8
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                dst.require_group(name).attrs.update(dict(obj.attrs))
+                return
+            if _quantizable(obj):
+                q, scale = quantize_per_channel(obj[()])
+                dst.create_dataset(f"{INT8_GROUP}/{name}/q", data=q)
+                dst.create_dataset(f"{INT8_GROUP}/{name}/scale", data=scale)
+                dst[f"{INT8_GROUP}/{name}"].attrs.update(dict(obj.attrs))
+                return
+            dst.create_dataset(name, data=obj[()])
+            dst[name].attrs.update(dict(obj.attrs))
+
+        src.visititems(copy)
+
+
+def _dequantized_copy(source: Path, target: Path) -> None:
+    """An ``int8-per-channel`` file -> the float32 Keras file it stands for; a damaged file raises
+    ``ValueError`` naming ``source`` and the array."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        dst.attrs.update({k: v for k, v in src.attrs.items() if k not in (STORAGE_ATTR, CARD_ATTR)})
+        quant = src.get(INT8_GROUP)
+        if not isinstance(quant, h5py.Group):
+            raise ValueError(f"{source}: marked {INT8!r} but has no {INT8_GROUP!r} group")
+
+        def copy(name, obj):
+            if name == INT8_GROUP or name.startswith(INT8_GROUP + "/"):
+                return
+            if isinstance(obj, h5py.Group):
+                dst.require_group(name).attrs.update(dict(obj.attrs))
+            else:
+                dst.create_dataset(name, data=obj[()])
+                dst[name].attrs.update(dict(obj.attrs))
+
+        src.visititems(copy)
+        kernels = []
+        quant.visititems(lambda name, obj: kernels.append(name[:-2]) if name.endswith("/q") or name == "q" else None)
+        for name in kernels:
+            group = quant[name]
+            q, scale = group.get("q"), group.get("scale")
+            if not isinstance(scale, h5py.Dataset):
+                raise ValueError(f"{source}: int8 array {name!r} has no scale dataset")
+            if q.dtype != np.int8 or q.ndim < 2:
+                raise ValueError(f"{source}: int8 array {name!r} has dtype {q.dtype} and shape {q.shape}")
+            if scale.shape != (q.shape[-1],) or not np.issubdtype(scale.dtype, np.floating):
+                raise ValueError(f"{source}: the scale of {name!r} has shape {scale.shape} ({scale.dtype}); "
+                                 f"expected ({q.shape[-1]},) floats, one per output channel of {q.shape}")
+            values = scale[()]
+            if not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise ValueError(f"{source}: the scale of {name!r} holds negative or non-finite values")
+            dst.create_dataset(name, data=dequantize_per_channel(q[()], values))
+            dst[name].attrs.update(dict(group.attrs))
+
+
+def storage_of(weights_path: str | os.PathLike) -> str:
+    """How a ``.weights.h5`` file stores its arrays: ``"int8-per-channel"``, ``"float16"`` or ``"float32"``."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(weights_path, "r") as fh:
+        marked = fh.attrs.get(STORAGE_ATTR)
+        if marked is not None:
+            marked = marked.decode() if isinstance(marked, bytes) else str(marked)
+            if marked != INT8:
+                raise ValueError(f"{weights_path}: unknown storage {marked!r} (known: {list(STORAGE_DTYPES)})")
+            return INT8
+        dtypes = set()
+        fh.visititems(lambda _n, o: dtypes.add(o.dtype) if isinstance(o, h5py.Dataset) else None)
+    return "float16" if np.dtype("float16") in dtypes and np.dtype("float32") not in dtypes else "float32"
+
+
+def write_weights(model, path: str | os.PathLike, storage_dtype: str = "float32") -> None:
+    """``model``'s weights (arrays only, no card) at ``path`` in one of :data:`STORAGE_DTYPES`."""
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, got {storage_dtype!r}")
+    path = Path(path)
+    if storage_dtype == "float32":
+        model.save_weights(str(path))
+        return
+    full = path.with_name(path.name + ".float32.weights.h5")
+    try:
+        model.save_weights(str(full))
+        (_halved_copy if storage_dtype == "float16" else _quantized_copy)(full, path)
+    finally:
+        full.unlink(missing_ok=True)
+
+
+def load_weights_into(model, weights_path: str | os.PathLike) -> None:
+    """``model.load_weights`` for every storage format (int8 files are dequantized to float32 first)."""
+    weights_path = Path(weights_path)
+    if storage_of(weights_path) != INT8:
+        model.load_weights(str(weights_path))
+        return
+    with tempfile.TemporaryDirectory(prefix="ferzoo-int8-") as scratch:
+        plain = Path(scratch) / f"dequantized{WEIGHTS_SUFFIX}"
+        _dequantized_copy(weights_path, plain)
+        model.load_weights(str(plain))
+
+
 def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping, *,
-                          storage_dtype: str = "float32") -> Path:
+                          storage_dtype: str = "float32", arrays_from: str | os.PathLike | None = None) -> Path:
     """Weights and card as one atomic unit: the card is written *inside* the ``.weights.h5`` file (an HDF5
     attribute) before the file is renamed into place, then ``NAME.json`` beside it, with the file's sha256 and
     size, is written. Both carry the same random ``save_id``; :func:`read_card` uses the JSON card when its
-    ``save_id`` matches the file's, and the embedded card when a save was interrupted between the two writes."""
+    ``save_id`` matches the file's, and the embedded card when a save was interrupted between the two writes.
+    ``arrays_from``: copy the arrays of this weights file (already in ``storage_dtype``) instead of ``model``'s."""
     import uuid
 
     import h5py
@@ -160,15 +329,10 @@ def save_weights_and_card(model, weights_path: str | os.PathLike, card: Mapping,
     card = {k: v for k, v in dict(card).items() if k not in ("sha256", "size")}
     card["save_id"] = uuid.uuid4().hex
     with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
-        if storage_dtype == "float16":
-            full = tmp.with_name(tmp.name + ".float32.weights.h5")
-            try:
-                model.save_weights(str(full))
-                _halved_copy(full, tmp)
-            finally:
-                full.unlink(missing_ok=True)
+        if arrays_from is not None:
+            shutil.copyfile(arrays_from, tmp)
         else:
-            model.save_weights(str(tmp))
+            write_weights(model, tmp, storage_dtype)
         with h5py.File(tmp, "a") as fh:
             fh.attrs[CARD_ATTR] = json.dumps(card)
         digest = sha256_of(tmp)
@@ -378,11 +542,16 @@ def _missing_weights_hint(name: str, tag: str, local: Path) -> str:
         reg = get_registry()
         reg.ensure_loaded()
         datasets = dict(reg.datasets)
+        # the authors' own weights for the recipe of that name, as its plugin records them (published_weights)
+        pub = dict(dict(reg.model(name).recipe_table().get(tag) or {}).get("published_weights") or {})
     except Exception:  # noqa: BLE001 - a hint must never hide the error it belongs to
-        datasets = {}
+        datasets, pub = {}, {}
     dataset = tag if tag in datasets else (tag[:-len("-local")] if tag.endswith("-local") else None)
     place = (f"a published file goes to {local} with its card {card_path_for(local).name} beside it "
-             f"(`python -m ferzoo.weights add` registers one in {REGISTRY_FILE})")
+             f"(`ferzoo weights add` registers one in {REGISTRY_FILE})")
+    if pub.get("convert"):
+        place = (f"the authors publish them as {pub.get('file', 'a checkpoint')} ({pub.get('where', '?')}): "
+                 f"`{pub['convert']} --tag {tag}` converts it into {name}.{tag}; or {place}")
     if dataset in datasets:
         needs_dir = dataset != "synthetic"
         command = (f"ferzoo train {name} --dataset {dataset}" + (" --data-dir DIR" if needs_dir else "")
@@ -592,7 +761,7 @@ def load_file(name: str | None, weights_path: str | os.PathLike, card: Mapping |
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model.load_weights(str(weights_path))
+            load_weights_into(model, weights_path)
         # Keras only warns for some partial loads (layers keep their fresh weights): treat them as failures
         partial = [str(w.message) for w in caught if any(
             s in str(w.message) for s in ("could not be loaded", "freshly-initialized", "Skipping"))]
@@ -744,82 +913,193 @@ def set_card_tta(weights_path: str | os.PathLike, tta: str | None, *, note: str 
     return card
 
 
-def _main(argv=None) -> int:
-    import argparse
+def add_to_registry(weights_path: str | os.PathLike, tag: str, *, license: str, dataset_terms: str,
+                    package: str | None = None, urls: list[str] | tuple[str, ...] = (),
+                    metrics_command: str | None = None, registry: str | os.PathLike | None = None) -> dict:
+    """Add or replace the entry ``MODEL.tag`` of ``registry`` (default: the package's ``zoo_registry.json``)
+    for ``weights_path`` and its card (``ferzoo weights add``); atomic, schema-checked. ``package``: the file
+    is embedded in this importable package (its path is taken relative to it); ``urls``: where it is
+    published. Returns the entry."""
+    import importlib.util
 
-    from .recipes import TTA_OPTIONS
-
-    p = argparse.ArgumentParser(prog="python -m ferzoo.weights", description="maintain zoo_registry.json")
-    p.add_argument("--registry", help="the catalogue to edit (default: the package's zoo_registry.json)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sync", help="refresh plugin, description and paper of every (or the named) model from the plugins")
-    s.add_argument("models", nargs="*")
-    s = sub.add_parser("add", help="add or replace a weight entry from a weights file and its card")
-    s.add_argument("weights_path")
-    s.add_argument("--tag", required=True)
-    s.add_argument("--package", help="the file is embedded in this package (path taken relative to it)")
-    s.add_argument("--url", action="append", default=[], help="a URL where the file is really published")
-    s.add_argument("--license", required=True)
-    s.add_argument("--dataset-terms", required=True)
-    s.add_argument("--metrics-command", help="the command that measured the card's metrics")
-    s = sub.add_parser("half", help="re-save a weights file and its card with float16 arrays (half the size)")
-    s.add_argument("weights_path")
-    s.add_argument("--output", required=True, help="the new .weights.h5 (its card is written beside it)")
-    s.add_argument("--tta", choices=TTA_OPTIONS,
-                   help="the copy's test-time augmentation (default: the card's)")
-    s.add_argument("--note", help="a note for the copy's card (e.g. how its figures were measured)")
-    s = sub.add_parser("set-tta", help="change the test-time augmentation a weights file's card names (the weights "
-                                       "file is not touched)")
-    s.add_argument("weights_path")
-    s.add_argument("--tta", required=True, choices=TTA_OPTIONS)
-    s.add_argument("--note", help="replaces the card's note (e.g. the accuracies with each tta and the command)")
-    args = p.parse_args(argv)
-    target = Path(args.registry) if args.registry else registry_path()
-    if args.cmd == "sync":
-        sync_registry(target, models=args.models or None)
-        print(f"updated {target}")
-        return 0
-    if args.cmd == "half":
-        out = half_precision_copy(args.weights_path, args.output, tta="card" if args.tta is None else args.tta,
-                                  note=args.note)
-        card = read_card(out)
-        print(f"wrote {out} ({card['size'] / 2 ** 20:.2f} MB, float16 arrays; top-1 agreement with the float32 "
-              f"file on {card['half_check']['n']} check images: {card['half_check']['top1_agreement']:.1%})")
-        return 0
-    if args.cmd == "set-tta":
-        card = set_card_tta(args.weights_path, None if args.tta == "none" else args.tta, note=args.note)
-        print(f"{card_path_for(args.weights_path)}: tta {card['tta']!r}")
-        return 0
-    wp = Path(args.weights_path).resolve()
+    target = Path(registry) if registry else registry_path()
+    wp = Path(weights_path).resolve()
+    if not wp.is_file():
+        raise FileNotFoundError(f"WEIGHTS: {weights_path}: no such weights file")
     sources = []
-    if args.package:
-        import importlib.util
-
-        spec = importlib.util.find_spec(args.package)
+    if package:
+        spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise SystemExit(f"error: {args.package!r} is not an importable package")
+            raise ValueError(f"--package: {package!r} is not an importable package")
         base = Path(next(iter(spec.submodule_search_locations))).resolve()
         try:
-            sources.append({"package": args.package, "path": wp.relative_to(base).as_posix()})
+            sources.append({"package": package, "path": wp.relative_to(base).as_posix()})
         except ValueError:
-            raise SystemExit(f"error: {wp} is not inside package {args.package!r} ({base})") from None
-    sources += [{"url": u} for u in args.url]
+            raise ValueError(f"--package: {wp} is not inside package {package!r} ({base})") from None
+    sources += [{"url": u} for u in urls]
     if not sources:
-        raise SystemExit("error: give --package and/or --url: where the file can be had")
-    card = registry_card(wp, sources=sources, license=args.license, dataset_terms=args.dataset_terms)
-    if args.metrics_command and isinstance(card.get("metrics"), dict):
-        card["metrics"]["command"] = args.metrics_command
+        raise ValueError("--package/--url: give --package and/or --url: where the file can be had")
+    card = registry_card(wp, sources=sources, license=license, dataset_terms=dataset_terms)
+    if metrics_command and isinstance(card.get("metrics"), dict):
+        card["metrics"]["command"] = metrics_command
     model = card["model"]
     data = json.loads(target.read_text()) if target.exists() else {"format_version": 1, "models": {}}
     if model not in data["models"]:
         data = sync_registry(target, models=[model])
-    data["models"][model]["weights"][args.tag] = card
+    data["models"][model]["weights"][tag] = card
     validate_registry(data, str(target))
     write_json_atomic(target, data)
     _zoo_registry_cached.cache_clear()
-    print(f"added {model}.{args.tag} to {target}")
-    return 0
+    return card
 
 
-if __name__ == "__main__":
-    sys.exit(_main())
+# -- packing trained weights for shipping ------------------------------------------------------------------------
+#: the evaluation protocols ``pack`` measures: name -> ``FERModel.tta``
+PROTOCOLS = {"single": None, "flip": "flip", "tencrop": "tencrop"}
+PROTOCOL_TEXT = {
+    "single": "one forward pass of the face as given",
+    "flip": "mean probabilities of the face and its mirror image",
+    "tencrop": "the face enlarged x13/12, mean probabilities over its four corner crops, centre crop and their "
+               "mirror images",
+}
+#: ``pack`` ships int8 when the accuracy (with the card's tta) drops by less than this many points, else float16
+PACK_MAX_DROP = 0.3
+
+
+@contextlib.contextmanager
+def quiet_retracing():
+    """Silence TensorFlow's "triggered tf.function retracing" warning: each test-time augmentation and the last,
+    smaller batch of a split trace the predict step anew, which is expected here, not a mistake to report."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def measure(model, data) -> dict[str, dict]:
+    """Accuracy, balanced accuracy, macro-F1 (and the rest of ``model.evaluate``'s report) of ``model`` on
+    ``data`` (a batched, labelled ``tf.data`` pipeline) under each of :data:`PROTOCOLS`."""
+    with quiet_retracing():
+        return {name: dict(model.evaluate(data, verbose=0, tta=tta)) for name, tta in PROTOCOLS.items()}
+
+
+def _protocol_of(tta) -> str:
+    return next(name for name, t in PROTOCOLS.items() if t == tta)
+
+
+def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, dataset: str, data_dir=None,
+         split: str = "val", dataset_options: Mapping | None = None, model: str | None = None,
+         max_drop: float = PACK_MAX_DROP, batch_size: int = 64, command: str | None = None, say=None) -> Path:
+    """Ship trained weights (``ferzoo weights pack``): measure ``source`` (a ``.weights.h5`` with its card, or a
+    run folder holding one) on ``dataset``'s ``split`` with every protocol of :data:`PROTOCOLS`; store it as
+    ``int8-per-channel``, measure that file again, and keep it if the accuracy with the card's test-time
+    augmentation drops by less than ``max_drop`` points, else store (and measure) ``float16``. Writes
+    ``into/<model>_<tag>.weights.h5`` and its card atomically: the card's ``metrics`` are the measurement of
+    that very file (``command``: this one), and ``packing`` records each storage's accuracies and size, the
+    rule and the protocols. Returns the path. Arguments are checked before any model loads."""
+    import ferzoo
+
+    say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
+    src = weights_file(source, "RUN_WEIGHTS")
+    try:
+        card = read_card(src)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"RUN_WEIGHTS: {exc}") from None
+    name = card["model"]
+    if model is not None and model != name:
+        raise ValueError(f"--model: {src} holds weights for {name!r}, not {model!r}")
+    if not tag or any(c in tag for c in "/\\. "):
+        raise ValueError(f"--tag: a tag is a word without '/', '.' or spaces (e.g. fer2013), got {tag!r}")
+    into = Path(into)
+    if into.exists() and not into.is_dir():
+        raise ValueError(f"--into: {into} is a file, not a folder")
+    if not (0 <= float(max_drop) <= 100):
+        raise ValueError(f"--max-drop: must be a number of points in [0, 100], got {max_drop}")
+    out = into / f"{name}_{tag}{WEIGHTS_SUFFIX}"
+    if out.resolve() == src.resolve():
+        raise ValueError(f"--into: {out} is RUN_WEIGHTS itself; pack into another folder")
+    ds = open_split(dataset, data_dir, split, dataset_options)
+
+    from .data import prepare
+
+    full = load_file(name, src, card)
+    crop = {"load_size": full.eval_crop, "crop": "center"} if full.eval_crop else {}
+    data = prepare(ds, full.input_shape_hwc, batch_size=batch_size, **crop)
+    protocol = _protocol_of(full.tta)
+    source_storage = storage_of(src)
+    results = {source_storage: measure(full, data)}
+    sizes = {source_storage: src.stat().st_size}
+    say(f"{src.name} ({source_storage}): " + _accuracies_text(results[source_storage]))
+    with tempfile.TemporaryDirectory(prefix="ferzoo-pack-") as scratch:
+        files = {}
+
+        def trial(storage):
+            files[storage] = Path(scratch) / f"{storage}{WEIGHTS_SUFFIX}"
+            write_weights(full, files[storage], storage)
+            sizes[storage] = files[storage].stat().st_size
+            stored = load_file(name, files[storage], card, verify=False)
+            results[storage] = measure(stored, data)
+            say(f"{storage} storage ({sizes[storage] / 2 ** 20:.2f} MB): " + _accuracies_text(results[storage]))
+
+        trial(INT8)
+        drop = 100 * (results[source_storage][protocol]["accuracy"] - results[INT8][protocol]["accuracy"])
+        chosen = INT8 if drop < float(max_drop) else "float16"
+        if chosen != INT8:
+            trial("float16")
+        say(f"accuracy drop with int8 ({protocol}): {drop:.2f} points; limit {float(max_drop):g}: storing {chosen}")
+        final = results[chosen][protocol]
+        metrics = {"split": split, "accuracy": final["accuracy"], "balanced_accuracy": final["balanced_accuracy"],
+                   "macro_f1": final["macro_f1"], "num_examples": final["num_examples"],
+                   "confusion_matrix": final["confusion_matrix"], "tta": full.tta,
+                   "single_pass_accuracy": results[chosen]["single"]["accuracy"],
+                   "flip_accuracy": results[chosen]["flip"]["accuracy"],
+                   "tencrop_accuracy": results[chosen]["tencrop"]["accuracy"],
+                   "storage": chosen}
+        if command:
+            metrics["command"] = command
+        packing = {
+            "chosen": chosen, "protocol": protocol, "int8_drop_points": round(drop, 4),
+            "rule": f"int8-per-channel if the {split} accuracy with the card's test-time augmentation ({protocol}) "
+                    f"drops by less than {float(max_drop):g} points against {source_storage}, else float16",
+            "protocols": {p: PROTOCOL_TEXT[p] for p in PROTOCOLS},
+            "dataset": dataset, "split": split,
+            "accuracy": {storage: {p: r[p]["accuracy"] for p in PROTOCOLS} for storage, r in results.items()},
+            "sizes": dict(sizes), "command": command,
+        }
+        dropped = ("sha256", "size", "save_id", "origin", "sources", "license", "dataset_terms", "half_check",
+                   "clash", "plugin")
+        new_card = {k: v for k, v in card.items() if k not in dropped}
+        new_card.update(file=out.name, ferzoo_version=ferzoo.__version__, storage_dtype=chosen, metrics=metrics,
+                        packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
+                                                         or sha256_of(src)})
+        save_weights_and_card(None, out, new_card, arrays_from=files[chosen])
+    return out
+
+
+def open_split(dataset: str, data_dir, split: str, options: Mapping | None = None):
+    """``ferzoo.get_dataset`` for a command's ``--dataset`` / ``--split`` / ``--data-dir``: an unknown data set or
+    split, or a reader's refusal, is a ``ValueError`` naming the option."""
+    import ferzoo
+    from .registry import get_registry
+
+    try:
+        spec = get_registry().dataset(dataset)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"--dataset: {exc.args[0] if exc.args else exc}") from None
+    if spec.splits and split not in spec.splits:
+        raise ValueError(f"--split: data set {dataset!r} has splits {', '.join(spec.splits)}; got {split!r}")
+    try:
+        return ferzoo.get_dataset(dataset, data_dir=data_dir, split=split, **dict(options or {}))
+    except TypeError as exc:
+        raise ValueError(f"--dataset-option: data set {dataset!r}: {exc}") from None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ValueError(f"--data-dir: {exc}") from None
+
+
+def _accuracies_text(result: Mapping) -> str:
+    return ", ".join(f"{p} {100 * result[p]['accuracy']:.2f}%" for p in PROTOCOLS)

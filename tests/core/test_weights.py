@@ -291,16 +291,19 @@ def test_add_command_writes_a_valid_embedded_entry(tmp_path, monkeypatch, regist
     model, path, _ = _make_package(tmp_path, monkeypatch)
     target = tmp_path / "zoo_registry.json"
     target.write_text(W.registry_path().read_text())
-    assert W._main(["--registry", str(target), "add", str(path), "--tag", "demo", "--package", "fz_embedded_pkg",
-                    "--license", LICENSE, "--dataset-terms", TERMS, "--metrics-command", "ferzoo evaluate toy"]) == 0
+    from ferzoo.cli import main
+
+    assert main(["weights", "add", str(path), "--registry", str(target), "--tag", "demo", "--package",
+                 "fz_embedded_pkg", "--license", LICENSE, "--dataset-terms", TERMS,
+                 "--metrics-command", "ferzoo evaluate toy"]) == 0
     data = W.validate_registry(json.loads(target.read_text()))
     card = data["models"]["toy"]["weights"]["demo"]
     assert card["sources"] == [{"package": "fz_embedded_pkg", "path": "weights/toy_demo.weights.h5"}]
     assert card["sha256"] == W.sha256_of(path) and card["metrics"]["command"] == "ferzoo evaluate toy"
     assert "recipes" not in data["models"]["toy"]  # recipes live in the plugin only
     assert W.registry_path().read_text() != target.read_text()  # the shipped catalogue was not touched
-    with pytest.raises(SystemExit, match="give --package and/or --url"):
-        W._main(["--registry", str(target), "add", str(path), "--tag", "x", "--license", "l", "--dataset-terms", "t"])
+    with pytest.raises(ValueError, match="give --package and/or --url"):
+        W.add_to_registry(path, "x", license="l", dataset_terms="t", registry=target)
 
 
 def test_half_precision_copy_halves_the_file_and_keeps_the_predictions(registry, tmp_path):
@@ -338,7 +341,9 @@ def test_set_tta_rewrites_only_the_card_and_the_weights_load_with_it(registry, t
     path = Path(out["weights"])
     before = path.read_bytes()
     assert ferzoo.load("toy", weights=str(path)).tta is None
-    assert W._main(["set-tta", str(path), "--tta", "tencrop", "--note", "measured: x"]) == 0
+    from ferzoo.cli import main
+
+    assert main(["weights", "set-tta", str(path), "--tta", "tencrop", "--note", "measured: x"]) == 0
     assert "tta 'tencrop'" in capsys.readouterr().out
     assert path.read_bytes() == before  # weights untouched, the card's sha256 still holds
     card = W.read_card(path)
