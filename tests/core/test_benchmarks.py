@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # about 20 s: a benchmark script's smoke run (the default run had passed 15 minutes)
 def test_train_throughput_benchmark_runs_at_a_small_size(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_train_throughput.py"), "--small",
@@ -33,6 +34,7 @@ def _run(script, *args):
                           timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.slow  # about 18 s: a benchmark script's smoke run (the default run had passed 15 minutes)
 def test_dan_profile_runs_at_a_small_size():
     proc = _run("profile_dan.py", "--size", "32", "--calls", "2", "--train-steps", "1", "--top", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,7 +47,8 @@ def test_dan_profile_runs_at_a_small_size():
 
 
 @pytest.mark.parametrize("model,size,header,macs", [
-    ("deep_emotion", None, "Deep-Emotion 48x48x1, 7 classes", (2e6, 4e6)),  # the default size, printed
+    pytest.param("deep_emotion", None, "Deep-Emotion 48x48x1, 7 classes", (2e6, 4e6),  # the default size, printed
+                 marks=pytest.mark.slow),  # about 19 s
     pytest.param("fdrl", "32", "FDRL 32x32x3, 7 classes", (3.5e7, 4.5e7),  # ResNet-18 at 32 px: 1.8 G x (32/224)^2
                  marks=pytest.mark.slow),  # about 40 s: XLA compiles a ResNet-18 per policy
 ])
@@ -84,6 +87,7 @@ def test_dan_vs_pytorch_benchmark_runs_at_a_small_size(tmp_path):
     assert "| side | matmul GFLOP/s | batch-1 floor ms |" in proc.stdout
 
 
+@pytest.mark.slow  # about 28 s: a benchmark script's smoke run (the default run had passed 15 minutes)
 def test_batchnorm_benchmark_runs_at_a_small_size():
     proc = _run("bench_batchnorm.py", "--size", "32", "--rounds", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -110,6 +114,7 @@ def test_latency_benchmark_runs_for_a_built_model():
     assert bad.returncode == 2 and "--input-shape: the weights' card fixes the input shape" in bad.stderr
 
 
+@pytest.mark.slow  # about 19 s: a benchmark script's smoke run (the default run had passed 15 minutes)
 def test_explain_mass_script_trains_and_measures_every_method():
     proc = _run("explain_mass.py", "daf_cnn_compact:32:1:0.003", "--seeds", "0", "--images", "64",
                 "--layers", "daf_cnn_compact=block3_conv2", "--layout", "distractors", "--untrained",

@@ -280,6 +280,7 @@ def test_deep_emotion_int8_agreement(tmp_path):
     assert info["tflite_io"]["input_dtype"] == "float32"
 
 
+@pytest.mark.slow  # about 50 s on 2 cores: calibrates and converts a ResNet-18; Deep-Emotion's int8 test runs by default
 def test_dan_int8_agreement(tmp_path):
     model = _trained("dan", epochs=6, input_shape=(32, 32, 3))
     acc = model.evaluate(ferzoo.get_dataset("synthetic", split="val"), verbose=0)["accuracy"]

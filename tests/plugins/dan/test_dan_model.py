@@ -152,6 +152,7 @@ def test_folded_spatial_unit_is_the_branch_maths():
     assert k1.shape == (1, 1, 8, 4) and k3.shape == (3, 3, 4, 8) and b1.shape == (4,) and b3.shape == (8,)
 
 
+@pytest.mark.slow  # about 18 s: traces DAN twice; the fold's arithmetic is tested by default above
 def test_frozen_dan_uses_the_fold_and_matches_keras(dan64, pixels):
     """The frozen predictor traces the folded heads (fewer convolutions) and gives Keras' answers; it is a
     snapshot: later weight changes reach Keras, not the frozen graph."""

@@ -32,6 +32,7 @@ def test_missing_weights_error_names_the_command_and_the_store_path():
         ferzoo.load("fdrl", weights="nope")
 
 
+@pytest.mark.slow  # about 25 s; tests/datasets/test_rafdb_affectnet_sfew.py trains on the RAF-DB layout by default
 def test_train_on_the_rafdb_release_then_load_in_a_fresh_process(tmp_path):
     basic = write_rafdb(tmp_path / "RAF-DB")
     env = {**os.environ, "FERZOO_HOME": os.environ["FERZOO_HOME"], "TF_CPP_MIN_LOG_LEVEL": "2"}
