@@ -4,8 +4,20 @@ SavedModel signatures (loadable with ``tf.saved_model.load`` alone, no ferzoo ne
 
 ``serving_default``  ``images``: float32 ``(batch, H, W, C)``, raw pixel values 0..255 -> ``probabilities``
 ``serving_uint8``    the same for uint8 images
+``serving_bytes``    (``layout="serving"``) ``image_bytes``: string ``(batch,)`` of encoded JPEG / PNG / GIF / BMP
+                     files, decoded and converted in the graph (RGB, then the model's channels and size) ->
+                     ``probabilities`` (TensorFlow Serving's REST API sends ``{"b64": "..."}`` to a string input)
 ``metadata``         no inputs -> ``class_names`` (string, in output order), ``input_shape`` (H, W, C) and
                      ``model`` (string)
+
+With ``layout="serving"`` the two pixel signatures take images of any size with 1, 3 or 4 channels (``(batch,
+None, None, None)``) and convert them in the graph (alpha dropped, gray <-> RGB, resized), as
+``model.preprocess`` does; other shapes fail with a message naming the model's input shape.
+
+The probabilities are the model's test-time augmentation (``tta``: the weights' card's by default, or
+``"none"``) computed in the graph; the report's ``tta`` says which. ``layout="serving"`` writes TensorFlow
+Serving's folder layout ``output/MODEL/VERSION/`` (the next free version number; an existing version is never
+replaced) and the report gives the ``tensorflow_model_server`` command for it.
 
 ``ferzoo_export.json`` beside ``saved_model.pb`` repeats the metadata with the weights card and the parity
 report. TFLite variants (``quantize``): ``none`` (float32), ``float16`` (float16 weights), ``dynamic``
@@ -33,6 +45,11 @@ from typing import Any, Mapping
 import numpy as np
 
 FORMATS = ("savedmodel", "tflite")
+LAYOUTS = ("plain", "serving")
+#: ``export(tta=...)``: the weights' card's test-time augmentation, or one pass
+TTA_CHOICES = ("card", "none")
+#: the encoded-image signature's input name and the image formats it decodes
+BYTES_SIGNATURE, BYTES_INPUT = "serving_bytes", "image_bytes"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 SIDECAR = "ferzoo_export.json"
 
@@ -72,10 +89,10 @@ def parity(reference: np.ndarray, probs: np.ndarray) -> dict:
             "top1_agreement": float(np.mean(reference.argmax(-1) == probs.argmax(-1)))}
 
 
-def keras_probabilities(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The Keras model's single-pass probabilities (what an export computes: a test-time augmentation that
-    the weights' card names, ``model.tta``, is the caller's to apply to the exported model's outputs)."""
-    tta = getattr(model, "tta", None)
+def keras_probabilities(model, images: np.ndarray, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+    """The Keras model's single-pass probabilities, or with ``tta=True`` those of its test-time augmentation
+    (``model.tta``; what :func:`export` computes in the graph when asked)."""
+    tta = None if tta else getattr(model, "tta", None)
     if tta:
         model.tta = None
     try:
@@ -189,8 +206,68 @@ def frozen_predictor(model, precision: str | None = None, fold: bool = True) -> 
 
 
 # -- SavedModel -----------------------------------------------------------------------------------------------
-def _serving_module(model, *, uint8: bool = True, metadata: bool = True):
-    """A ``tf.Module`` holding the probabilities model and the serving functions (signatures by name)."""
+@contextlib.contextmanager
+def with_tta(model, tta: str | None):
+    """``model`` with ``model.tta = tta`` for the duration (``"card"``: as it is; ``"none"``: one pass)."""
+    if tta in (None, "card"):
+        yield model
+        return
+    kept = model.tta
+    model.tta = None if tta == "none" else tta
+    try:
+        yield model
+    finally:
+        model.tta = kept
+
+
+def graph_preprocess(model, images):
+    """``(B, h, w, c)`` float pixels (any size; 1, 3 or 4 channels known when traced) -> the model's input, as
+    :meth:`ferzoo.model.FERModel.preprocess` converts photos (the same functions, in the graph)."""
+    from .data import convert_image, resize_then_crop
+
+    if getattr(model, "eval_crop", None):
+        return resize_then_crop(model.input_shape_hwc, model.eval_crop, "center")(images)
+    return convert_image(images, model.input_shape_hwc)
+
+
+def graph_convert_any(model, images):
+    """``(B, h, w, c)`` pixels of any size with 1, 3 or 4 channels (known only when called) -> the model's input,
+    in the graph, as :meth:`ferzoo.model.FERModel.preprocess` converts an array (alpha dropped, RGB <-> gray by
+    the ITU-R 601 luma, then resized); other ranks or channel counts fail with a message naming the shape."""
+    import tensorflow as tf
+
+    h, w, c = model.input_shape_hwc
+    x = tf.cast(images, tf.float32)
+    have = tf.shape(x)[-1]
+    message = (f"images must be (batch, height, width, channels) with 1, 3 or 4 channels; {model.model_name} "
+               f"takes (batch, {h}, {w}, {c}) and converts other sizes and channel counts")
+    checks = [tf.debugging.assert_rank(x, 4, message=message),
+              tf.debugging.Assert(tf.reduce_any(tf.equal(have, [1, 3, 4])), [message])]
+    with tf.control_dependencies(checks):
+        x = tf.identity(x)
+    if c == 1:
+        luma = tf.constant([0.299, 0.587, 0.114])
+        x = tf.cond(tf.equal(have, 1), lambda: x[..., :1],
+                    lambda: tf.reduce_sum(x[..., :3] * luma, axis=-1, keepdims=True))
+    else:
+        x = tf.cond(tf.equal(have, 1), lambda: tf.repeat(x[..., :1], c, axis=-1), lambda: x[..., :c])
+    return graph_preprocess(model, tf.ensure_shape(x, [None, None, None, c]))
+
+
+def decode_image_bytes(data):
+    """Encoded image bytes (one scalar string) -> ``(h, w, 3)`` float32 RGB pixels, in the graph: gray images
+    are repeated to three channels and an alpha channel is dropped (what PIL's ``convert("RGB")`` does)."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.cast(image, tf.float32)
+
+
+def _serving_module(model, *, uint8: bool = True, metadata: bool = True, image_bytes: bool = False,
+                    any_size: bool = False):
+    """A ``tf.Module`` holding the probabilities model and the serving functions (signatures by name). The
+    probabilities are ``model.predict_step`` (with the model's ``tta``) when it has one, else one pass.
+    ``any_size``: the pixel signatures take any height, width and 1, 3 or 4 channels (:func:`graph_convert_any`)."""
     import tensorflow as tf
 
     probs_model = model.output_model("probabilities")
@@ -198,14 +275,33 @@ def _serving_module(model, *, uint8: bool = True, metadata: bool = True):
     module = tf.Module()
     signatures = {}
 
-    def serve(images):
-        return {"probabilities": probs_model(tf.cast(images, tf.float32), training=False)}
+    if getattr(model, "tta", None):
+        def forward(x):
+            return tf.cast(model.predict_step((x,)), tf.float32)
+    else:
+        def forward(x):
+            return probs_model(x, training=False)
 
+    def serve(images):
+        x = graph_convert_any(model, images) if any_size else tf.cast(images, tf.float32)
+        return {"probabilities": forward(x)}
+
+    shape = [None, None, None, None] if any_size else [None, h, w, c]
     signatures["serving_default"] = tf.function(
-        serve, input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+        serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
     if uint8:
         signatures["serving_uint8"] = tf.function(
-            serve, input_signature=[tf.TensorSpec([None, h, w, c], tf.uint8, name="images")])
+            serve, input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
+    if image_bytes:
+        def serve_bytes(image_bytes):
+            def one(data):
+                return graph_preprocess(model, decode_image_bytes(data)[tf.newaxis])[0]
+
+            batch = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([h, w, c], tf.float32))
+            return {"probabilities": forward(batch)}
+
+        signatures[BYTES_SIGNATURE] = tf.function(
+            serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     if metadata:
         names, shape, name = list(model.class_names), [h, w, c], model.model_name
 
@@ -226,15 +322,33 @@ def _serving_module(model, *, uint8: bool = True, metadata: bool = True):
     return module, signatures
 
 
-def write_savedmodel(model, directory: str | os.PathLike, *, uint8: bool = True, metadata: bool = True) -> Path:
-    """Write the SavedModel (float32 and uint8 serving signatures, metadata) into ``directory``."""
+def write_savedmodel(model, directory: str | os.PathLike, *, uint8: bool = True, metadata: bool = True,
+                     image_bytes: bool = False, any_size: bool = False) -> Path:
+    """Write the SavedModel (float32 and uint8 serving signatures, metadata; with ``image_bytes`` the
+    encoded-image signature ``serving_bytes``; with ``any_size`` pixel signatures that convert any size and
+    1, 3 or 4 channels) into ``directory``."""
     import tensorflow as tf
 
     directory = Path(directory)
-    module, signatures = _serving_module(model, uint8=uint8, metadata=metadata)
+    module, signatures = _serving_module(model, uint8=uint8, metadata=metadata, image_bytes=image_bytes,
+                                         any_size=any_size)
     with _quiet():
         tf.saved_model.save(module, str(directory), signatures=signatures)
     return directory
+
+
+def next_version(base: str | os.PathLike) -> int:
+    """The version folder TensorFlow Serving's layout takes next under ``base`` (``MODEL`` folder): one more than
+    the largest numbered folder, 1 for none."""
+    base = Path(base)
+    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.is_dir() else []
+    return max(numbers, default=0) + 1
+
+
+def serving_command(base: str | os.PathLike, name: str, port: int = 8501) -> str:
+    """The ``tensorflow_model_server`` command line that serves ``base`` (the ``MODEL`` folder) as ``name``."""
+    return (f"tensorflow_model_server --rest_api_port={port} --model_name={name} "
+            f"--model_base_path={Path(base).resolve()}")
 
 
 def run_savedmodel(directory: str | os.PathLike, images: np.ndarray, signature: str = "serving_default",
@@ -242,6 +356,9 @@ def run_savedmodel(directory: str | os.PathLike, images: np.ndarray, signature: 
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(directory)).signatures[signature]
+    if signature == BYTES_SIGNATURE:  # images: encoded files (bytes)
+        return np.concatenate([fn(**{BYTES_INPUT: tf.constant(list(images[i:i + batch_size]))})["probabilities"]
+                               .numpy() for i in range(0, len(images), batch_size)])
     dtype = fn.structured_input_signature[1]["images"].dtype
     out = []
     for i in range(0, len(images), batch_size):
@@ -405,15 +522,25 @@ def run_tflite(interp, images: np.ndarray) -> np.ndarray:
 def export(model, weights: str | os.PathLike | None = None, *, format: str = "savedmodel", quantize: str = "none",
            output: str | os.PathLike, dataset: str = "synthetic", data_dir=None, calibration_split: str = "train",
            check_split: str = "val", calibration_size: int = 100, check_size: int = 64,
-           dataset_options: Mapping[str, Any] | None = None, check: bool = True) -> dict:
+           dataset_options: Mapping[str, Any] | None = None, check: bool = True, tta: str | None = None,
+           layout: str = "plain") -> dict:
     """Export ``model`` (a name, loaded with ``weights``, or a built model) and check parity against Keras.
 
     ``dataset`` provides the int8 calibration images (``calibration_split``) and the parity check images
-    (``check_split``). Returns what was written, its size and the parity report."""
+    (``check_split``). ``tta``: ``"card"`` (the weights' test-time augmentation, in the graph) or ``"none"``
+    (one pass); default: the card's for a SavedModel, one pass for TFLite. ``layout="serving"`` (SavedModel):
+    write ``output/MODEL/VERSION/`` as TensorFlow Serving loads it. Returns what was written, its size and the
+    parity report."""
     import ferzoo
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; use one of {list(FORMATS)}")
+    if tta is not None and tta not in TTA_CHOICES:
+        raise ExportError(f"--tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
+    if layout not in LAYOUTS:
+        raise ExportError(f"--layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if layout == "serving" and format != "savedmodel":
+        raise ExportError("--layout serving: TensorFlow Serving's layout holds SavedModels (--format savedmodel)")
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; use one of {list(QUANTIZATIONS)}")
     if format == "savedmodel" and quantize != "none":
@@ -424,22 +551,35 @@ def export(model, weights: str | os.PathLike | None = None, *, format: str = "sa
         raise ExportError("pass weights only with a model name; a built model already has its weights")
     opts = dict(dataset_options or {})
     card = getattr(model, "weights_card", None)
+    if tta is None:
+        tta = "card" if format == "savedmodel" else "none"
+    with with_tta(model, tta):
+        applied = model.tta or "none"
     info = {"model": model.model_name, "class_names": list(model.class_names),
             "input_spec": model.input_spec_info.to_dict(), "format": format, "quantize": quantize,
+            "tta": applied if tta == "none" else f"{applied} (the weights' card's)",
             "weights": None if weights is None else str(weights),
             "weights_sha256": card.get("sha256") if card else None, "ferzoo_version": ferzoo.__version__}
     check_images = sample_images(model, dataset, data_dir=data_dir, split=check_split, count=check_size,
                                  seed=1, **opts) if check else None
     output = Path(output)
     if format == "savedmodel":
-        with _staging_dir(output) as tmp:
-            write_savedmodel(model, tmp)
+        base = None
+        if layout == "serving":
+            if output.exists() and not output.is_dir():
+                raise ExportError(f"--output {output}: exists and is not a folder")
+            base = output / model.model_name
+            output = base / str(next_version(base))
+        with _staging_dir(output) as tmp, with_tta(model, tta):
+            write_savedmodel(model, tmp, image_bytes=layout == "serving", any_size=layout == "serving")
             if check:
-                reference = keras_probabilities(model, check_images)
+                reference = keras_probabilities(model, check_images, tta=True)
                 info["parity"] = parity(reference, run_savedmodel(tmp, check_images))
                 info["parity_uint8"] = parity(reference, run_savedmodel(tmp, check_images, "serving_uint8"))
             _write_json(tmp / SIDECAR, {**info, "card": card})
         info.update(output=str(output), size_bytes=_tree_size(output))
+        if base is not None:
+            info.update(version=int(output.name), serving_command=serving_command(base, model.model_name))
         return info
 
     if output.is_dir():
@@ -450,11 +590,12 @@ def export(model, weights: str | os.PathLike | None = None, *, format: str = "sa
                                        count=calibration_size, seed=0, **opts)
         info["calibration"] = {"dataset": dataset, "split": calibration_split, "n": int(len(representative))}
     conversion: dict = {}
-    flat = convert_tflite(model, quantize, representative, report=conversion)
+    with with_tta(model, tta):
+        flat = convert_tflite(model, quantize, representative, report=conversion)
+        reference = keras_probabilities(model, check_images, tta=True) if check else None
     if "float_layers" in conversion:
         info["float_layers"] = conversion["float_layers"]
     if check:
-        reference = keras_probabilities(model, check_images)
         info["parity"] = parity(reference, run_tflite(interpreter(model_content=flat), check_images))
         info["parity"]["dataset"] = {"name": dataset, "split": check_split}
     interp = interpreter(model_content=flat)

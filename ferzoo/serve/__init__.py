@@ -1,0 +1,120 @@
+"""``ferzoo serve``: an HTTP service for the zoo's models (TensorFlow Serving's REST predict API, a photo
+endpoint returning ``ferzoo predict``'s records, a web page), with dynamic batching. See :mod:`ferzoo.serve.app`.
+
+``serve(...)`` loads the models once and runs the server (uvicorn) until interrupted; ``load_models`` and
+:func:`ferzoo.serve.app.create_app` build the pieces for embedding the application elsewhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import threading
+from typing import Callable, Sequence
+
+DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB = "127.0.0.1", 8501, 32, 20.0
+#: how long the first request of a batch waits for others to join it
+DEFAULT_MAX_WAIT_MS = 5.0
+
+
+def _say_default(line: str) -> None:
+    print(f"ferzoo serve: {line}", file=sys.stderr, flush=True)
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise ``ValueError`` naming ``--host`` / ``--port`` when the address cannot be bound (before any model
+    loads)."""
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"--port: must be 0..65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r}: not an address of this machine ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            raise ValueError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: int = DEFAULT_MAX_BATCH,
+                max_wait_ms: float = DEFAULT_MAX_WAIT_MS, say: Callable[[str], None] | None = None,
+                warm_up: bool = True, tta: str = "card"):
+    """``[(model, weights), ...]`` -> the :class:`ferzoo.serve.app.ServedModel` list (each loaded once; a
+    model named twice is served as ``model.tag`` the second time). ``(None, None)``: the default model.
+    ``tta``: ``"card"`` (the weights' test-time augmentation, as ``ferzoo predict``) or ``"none"`` (one pass)."""
+    from ..faces import FaceDetector
+    from ..predict import load_model, weights_label
+    from .app import ServedModel
+
+    say = say or _say_default
+    lock = threading.Lock()
+    detector = FaceDetector()
+    served, names = [], set()
+    for model_name, weights in pairs or [(None, None)]:
+        model = load_model(model_name, weights, say)
+        if tta == "none" and model.tta:
+            say(f"{model.model_name}: one pass per image (--tta none; the card's is {model.tta})")
+            model.tta = None
+        label = weights_label(model)
+        name = model.model_name if model.model_name not in names else label
+        if name in names:
+            raise ValueError(f"--model {model_name} --weights {weights}: served twice")
+        names.add(name)
+        served.append(ServedModel(name, model, label, lock, max_batch=max_batch, max_wait_s=max_wait_ms / 1000.0,
+                                  detector=detector))
+    if warm_up:  # trace the model and the detector now, not on the first request
+        import numpy as np
+
+        import ferzoo
+        from .app import PhotoJob
+
+        demo = ferzoo.demo_image(path_only=True)
+        for s in served:
+            s.predictor.submit(np.zeros((1, *s.input_shape), np.float32)).result()
+            s.photos.submit(PhotoJob([("warm-up.png", demo.read_bytes())])).result()
+    return served
+
+
+def serve(models: Sequence[tuple[str | None, str | None]] = ((None, None),), *, host: str = DEFAULT_HOST,
+          port: int = DEFAULT_PORT, max_batch: int = DEFAULT_MAX_BATCH, max_body_mb: float = DEFAULT_MAX_BODY_MB,
+          max_wait_ms: float = DEFAULT_MAX_WAIT_MS, tta: str = "card",
+          say: Callable[[str], None] | None = None) -> None:
+    """Load ``models`` and serve them on ``host:port`` until interrupted (``ferzoo serve``)."""
+    import uvicorn
+
+    from .app import create_app
+
+    say = say or _say_default
+    if max_batch < 1:
+        raise ValueError(f"--max-batch: must be an integer >= 1, got {max_batch}")
+    if tta not in ("card", "none"):
+        raise ValueError(f"--tta: card or none, got {tta!r}")
+    if not max_body_mb > 0:
+        raise ValueError(f"--max-body-mb: must be a number > 0, got {max_body_mb}")
+    check_address(host, port)
+    if not is_loopback(host):
+        say(f"warning: --host {host} listens beyond this machine: anyone who can reach it can use the models "
+            f"(there is no authentication); the default is {DEFAULT_HOST}")
+    served = load_models(models, max_batch=max_batch, max_wait_ms=max_wait_ms, say=say, tta=tta)
+    app = create_app(served, max_body_mb=max_body_mb)
+    shown = f"[{host}]" if ":" in host else host
+    say(f"serving {', '.join(s.name for s in served)} (default {served[0].name}) on http://{shown}:{port}/ "
+        f"(max batch {max_batch}, body limit {max_body_mb:g} MB); Ctrl-C stops")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        for s in served:
+            s.close()
