@@ -17,7 +17,7 @@ __all__ = [
     "hookimpl", "ModelSpec", "LossSpec", "DatasetSpec", "InputSpec", "PluginError", "NameClashError",
     "UnknownNameError", "list_models", "list_losses", "list_datasets", "list_plugins", "list_explainers",
     "build", "load", "get_dataset", "get_loss", "model_info", "register_plugin", "demo_image",
-    "predict_files", "explain_files",
+    "predict_files", "explain_files", "detect",
 ]
 
 
@@ -181,12 +181,25 @@ def load(name: str, weights: str | None = None, **kwargs):
 
 
 def predict_files(paths, model=None, weights=None, **options) -> list[dict]:
-    """Classify every face in photos, folders and videos: one record per face (``file``, ``frame``, ``box``,
-    ``class``, ``probabilities``, ``status``, ...); see :func:`ferzoo.predict.predict_files`. With no model and
-    no weights it uses the embedded default (``ferzoo.weights.DEFAULT_MODEL``), and says so."""
+    """Classify every face in photos, folders, videos and images in memory (numpy arrays, PIL images): one record
+    per face (``file``, ``frame``, ``box``, ``class``, ``probabilities``, ``status``, ...); see
+    :func:`ferzoo.predict.predict_files`. With no model and no weights it uses the embedded default
+    (``ferzoo.weights.DEFAULT_MODEL``), and says so; a model named (or the default) stays loaded for the next
+    call in this process (``cache=False`` loads it afresh)."""
     from .predict import predict_files as _predict_files
 
+    options.setdefault("cache", True)
     return _predict_files(paths, model=model, weights=weights, **options)
+
+
+def detect(images, model=None, weights=None, **options) -> list[dict]:
+    """Classify the faces in images in memory: a numpy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA; values
+    0..255) or a PIL image, a list of them, or a 4-D batch. Returns the records of :func:`predict_files` (``file``
+    is ``"<image N>"``, N the image's place). The model (the default when none is named) stays loaded for the
+    next call in this process."""
+    from .predict import detect as _detect
+
+    return _detect(images, model=model, weights=weights, **options)
 
 
 def explain_files(paths, model=None, weights=None, *, output, **options) -> list[dict]:

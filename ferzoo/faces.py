@@ -407,6 +407,25 @@ class FaceDetector:
         return faces
 
 
+def reading_order(faces: Sequence[Face], tolerance: float = 0.5) -> list[Face]:
+    """``faces`` left to right, top to bottom, as text is read: sorted by box centre from the top, a face joins
+    the row above when its centre is lower than the row's first centre by at most ``tolerance`` times the
+    smaller of the two boxes' heights; each row is then sorted by centre from the left."""
+    def centre(f):
+        x, y, w, h = f.box
+        return x + w / 2.0, y + h / 2.0
+
+    rows: list[list[Face]] = []
+    for f in sorted(faces, key=lambda f: (centre(f)[1], centre(f)[0])):
+        if rows:
+            first = rows[-1][0]
+            if centre(f)[1] - centre(first)[1] <= tolerance * min(f.box[3], first.box[3]):
+                rows[-1].append(f)
+                continue
+        rows.append([f])
+    return [f for row in rows for f in sorted(row, key=lambda f: centre(f)[0])]
+
+
 _MTCNN = None
 
 

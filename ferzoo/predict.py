@@ -1,5 +1,6 @@
-"""Photos, folders and videos in, one record per face out: :func:`predict_files` (``ferzoo predict``) and
-:func:`explain_files` (``ferzoo explain``).
+"""Photos, folders, videos and images in memory in, one record per face out: :func:`predict_files` (``ferzoo
+predict``), :func:`detect` (images in memory), :func:`stream` (``ferzoo predict --stream``: a camera, a video file
+or a stream URL, record by record as the frames arrive) and :func:`explain_files` (``ferzoo explain``).
 
 Every input yields at least one record ``{file, frame, face, box, class, probabilities, status,
 face_confidence}``. ``status`` is ``"ok"`` for a classified face; ``"no face"`` / ``"no face (blank image)"`` for
@@ -57,9 +58,61 @@ class Source:
 
     file: str                   # as reported in the records
     path: Path | None
-    kind: str                   # "image", "video" or "problem"
+    kind: str                   # "image", "video", "array" (in memory), "stream" or "problem"
     name: str                   # relative name for files written about it (annotations, explanations)
     status: str | None = None
+    image: object = None        # the array or PIL image of an in-memory input; the OpenCV source of a stream
+
+
+def is_image_object(value) -> bool:
+    """Whether ``value`` is an image in memory (a numpy array or a PIL image) rather than a path."""
+    if isinstance(value, np.ndarray):
+        return True
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return False
+    return isinstance(value, Image.Image)
+
+
+def as_input_list(inputs) -> list:
+    """One input or several as a list: a path, an image array (2-D gray or 3-D H x W x C) or a PIL image is one
+    input; a 4-D array is a batch of images; anything else iterable is a list of inputs."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return [inputs]
+    if isinstance(inputs, np.ndarray):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if is_image_object(inputs):
+        return [inputs]
+    return list(inputs)
+
+
+def array_to_rgb8(image) -> np.ndarray:
+    """An image in memory as an RGB ``uint8`` array: a PIL image of any mode (as :func:`ferzoo.faces.to_rgb8`);
+    an array H x W, H x W x 1 (gray), H x W x 3 (RGB) or H x W x 4 (RGBA, composited over white) of values
+    0..255 (float arrays whose maximum is at most 1 are taken as 0..1). Raises :class:`ferzoo.faces.InputProblem`
+    for anything else."""
+    if not isinstance(image, np.ndarray):
+        return F.to_rgb8(image)
+    arr = image
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)) or arr.size == 0:
+        raise F.InputProblem(f"not an image: an array of shape {tuple(image.shape)} (give H x W, H x W x 1, "
+                             f"H x W x 3 or H x W x 4)")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise F.InputProblem(f"not an image: an array of {arr.dtype} (give numbers 0..255)")
+    if arr.dtype != np.uint8:
+        arr = np.nan_to_num(arr.astype(np.float64))
+        if np.issubdtype(image.dtype, np.floating) and arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if arr.shape[-1] == 4:
+        alpha = arr[..., 3:4].astype(np.float32) / 255.0
+        return np.round(arr[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(arr)
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike], say: Callable[[str], None] | None = None) -> list[Source]:
@@ -67,7 +120,10 @@ def expand_inputs(paths: Iterable[str | os.PathLike], say: Callable[[str], None]
     the order given (folders sorted). A folder with nothing to read is one ``"empty folder"`` source."""
     say = say or _say_default
     out: list[Source] = []
-    for given in paths:
+    for index, given in enumerate(paths):
+        if is_image_object(given):  # an image in memory, named by its place in the list
+            out.append(Source(f"<image {index}>", None, "array", f"image_{index}", image=given))
+            continue
         text = os.fspath(given)
         p = Path(text)
         if p.is_dir():
@@ -110,6 +166,17 @@ def iter_frames(source: Source, every: int, max_side: int | None | str = "defaul
     if source.kind == "problem":
         yield None, None, source.status, None
         return
+    if source.kind == "array":
+        try:
+            image = array_to_rgb8(source.image)
+        except F.InputProblem as exc:
+            yield None, None, exc.status, None
+            return
+        yield None, F.downscale(image, max_side), None, (image.shape[1], image.shape[0])
+        return
+    if source.kind == "stream":
+        yield from _stream_frames(source, every, max_side)
+        return
     if source.kind == "image":
         try:
             image, full = F.read_image_sized(source.path, max_side=max_side)
@@ -149,11 +216,72 @@ def iter_frames(source: Source, every: int, max_side: int | None | str = "defaul
         cap.release()
 
 
+def stream_source(text: str):
+    """What OpenCV opens for ``--stream SOURCE``: a camera index for a whole number, else the text (a video file or
+    a stream URL)."""
+    text = str(text).strip()
+    return int(text) if text.isdigit() else text
+
+
+def _stream_frames(source: Source, every: int, max_side):
+    """Every ``every``-th frame of a live source as it arrives (frame ``None`` problems when it cannot be opened)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    cap = cv2.VideoCapture(source.image)
+    try:
+        if not cap.isOpened():
+            yield None, None, f"unreadable stream: OpenCV cannot open {source.file}", None
+            return
+        index = 0
+        while cap.grab():
+            if index % every == 0:
+                ok, frame = cap.retrieve()
+                if ok and frame is not None and frame.size:
+                    rgb = (cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3
+                           else np.repeat(frame[..., None], 3, -1))
+                    yield index, F.downscale(rgb, max_side), None, (rgb.shape[1], rgb.shape[0])
+            index += 1
+    finally:
+        cap.release()
+
+
 # -- models ---------------------------------------------------------------------------------------------------
-def load_model(model=None, weights=None, say: Callable[[str], None] | None = None):
+#: how many loaded models :func:`load_model` keeps for ``cache=True`` (least recently used go first)
+CACHE_SIZE = 3
+_CACHE: dict = {}
+
+
+def _cache_key(model, weights):
+    """A key for a model name and weights: for a weights file its resolved path, size and modification time (a
+    file trained again is loaded again)."""
+    from . import weights as W
+
+    if weights is None and model in (None, W.DEFAULT_MODEL):  # the default, named or not
+        model, weights = W.DEFAULT_MODEL, W.DEFAULT_WEIGHTS
+    if weights is not None and W._looks_like_path(weights):
+        try:
+            path = Path(weights).expanduser().resolve()
+            st = path.stat()
+            return (model, str(path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None
+    return (model, weights)
+
+
+def clear_cache() -> None:
+    """Forget the models :func:`load_model` keeps (``cache=True``)."""
+    _CACHE.clear()
+
+
+def load_model(model=None, weights=None, say: Callable[[str], None] | None = None, *, cache: bool = False):
     """The classifier for ``model`` / ``weights``: a built model passes through; no model and no weights is the
     embedded default (:data:`ferzoo.weights.DEFAULT_MODEL`, printed); weights that are a file without a model
-    name use the model their card names; a model without weights is an error unless it is the default model."""
+    name use the model their card names; a model without weights is an error unless it is the default model.
+
+    ``cache=True`` keeps the loaded model for the next call with the same name and weights in this process (up to
+    :data:`CACHE_SIZE` models; what is printed is printed on the first load only). The model is shared: change
+    it (e.g. ``model.tta``) only on a model from :func:`ferzoo.load`."""
     from . import weights as W
 
     say = say or _say_default
@@ -161,6 +289,21 @@ def load_model(model=None, weights=None, say: Callable[[str], None] | None = Non
         if weights is not None:
             raise ValueError("weights: give a model name with weights, or a built model without them")
         return model
+    key = _cache_key(model, weights) if cache else None
+    if key is not None and key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # most recently used last
+        return _CACHE[key]
+    loaded = _load_model(model, weights, say)
+    if key is not None:
+        _CACHE[key] = loaded
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+    return loaded
+
+
+def _load_model(model, weights, say):
+    from . import weights as W
+
     if model is None and weights is None:
         model, weights = W.DEFAULT_MODEL, W.DEFAULT_WEIGHTS
         say(f"model: {model}, weights: {weights} (the default; --model and --weights choose)")
@@ -303,7 +446,8 @@ class _Pipeline:
                                  f"{item.image.shape[0]} image; images this small are usually already cropped "
                                  f"faces: --no-detect classifies them as they are")
                     continue
-                item.faces = [(face, F.align_crop(item.image, face, self.crop, self.model_size)) for face in faces]
+                item.faces = [(face, F.align_crop(item.image, face, self.crop, self.model_size))
+                              for face in F.reading_order(faces)]
         return items
 
     def display_crop(self, item: _Item, face, size: int = EXPLAIN_SIZE) -> np.ndarray:
@@ -336,58 +480,121 @@ def predict_files(paths: Iterable[str | os.PathLike] | str | os.PathLike, model=
                   detect: bool = True, every: int | None = None, output: str | os.PathLike | None = None,
                   annotate: str | os.PathLike | None = None, crop=None, batch_size: int = 64,
                   detector: F.FaceDetector | None = None, progress: bool | None = None,
-                  say: Callable[[str], None] | None = None) -> list[dict]:
-    """Classify every face in photos, folders (recursively) and videos; returns the records (module doc).
+                  say: Callable[[str], None] | None = None, cache: bool = False) -> list[dict]:
+    """Classify every face in photos, folders (recursively), videos and images in memory; returns the records
+    (module doc).
 
+    ``paths``: paths, numpy arrays (H x W gray, H x W x 3 RGB, H x W x 4 RGBA; values 0..255) or PIL images, one
+    or a list; an image in memory is reported as ``file`` ``"<image N>"``, N its place in the list.
     ``model`` / ``weights``: a model name and a tag or file (no model and no weights: the embedded default, see
-    :func:`load_model`), or a built model. ``detect=False`` takes each image as an already cropped face (as in
-    FER-2013 or CK+48). ``every``: read every N-th video frame (default :data:`DEFAULT_EVERY`, printed).
-    ``output``: also write the records as ``.json`` (a list) or ``.csv`` (one column per class probability),
-    atomically. ``annotate``: a folder to write each photo / sampled frame into with boxes and labels drawn.
-    ``crop``: a :class:`ferzoo.faces.FaceCrop` (or dict) instead of the card's. ``progress``: ``None`` shows a
-    bar on a terminal for several inputs or a video; ``False`` never. ``say`` receives the printed notes."""
+    :func:`load_model`; ``cache=True`` keeps it loaded for the next call), or a built model. ``detect=False``
+    takes each image as an already cropped face (as in FER-2013 or CK+48). ``every``: read every N-th video
+    frame (default :data:`DEFAULT_EVERY`, printed). ``output``: also write the records as ``.json`` (a list) or
+    ``.csv`` (one column per class probability), atomically. ``annotate``: a folder to write each photo into as
+    a PNG with boxes and labels drawn, and each video as a video (its container where OpenCV can write it, else
+    MP4) whose every frame shows the labels of the last sampled frame. ``crop``: a
+    :class:`ferzoo.faces.FaceCrop` (or dict) instead of the card's. ``progress``: ``None`` shows a bar on a
+    terminal for several inputs or a video; ``False`` never. ``say`` receives the printed notes."""
     say = say or _say_default
     _check_int("every", every)
     _check_int("batch_size", batch_size)
     out_path = _check_output(output)
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
+    paths = as_input_list(paths)
     if not paths:
         raise ValueError("give at least one photo, folder or video")
-    model = load_model(model, weights, say)
+    model = load_model(model, weights, say, cache=cache)
     sources = expand_inputs(paths, say)
     pipe = _Pipeline(model, detect=detect, crop=crop, every=every, detector=detector, say=say, progress=progress,
                      flush_size=max(8, detector.batch_size if detector else 8))
     annotate_dir = Path(annotate) if annotate is not None else None
     names = _Names()
     slots: dict[int, list[dict]] = {}
+    video_marks: dict[int, dict[int, list[dict]]] = {}  # id(source) -> frame -> marks (in the file's pixels)
     for items, problems in pipe.run(sources):
         for slot, (source, frame, status) in problems:
             slots[slot] = [_record(source, frame, status)]
-        crops, owners = [], []
+        slots.update(_classify_items(items, model, pipe, batch_size))
+        if annotate_dir is None:
+            continue
         for item in items:
-            for k, (face, crop_image) in enumerate(item.faces or []):
-                crops.append(crop_image)
-                owners.append((item, k, face))
-        probs = _classify(model, crops, batch_size)
-        for item in items:
-            slots[item.slot] = [] if item.faces else [_record(item.source, item.frame, item.status or NO_FACE)]
-        for (item, k, face), p in zip(owners, probs):
-            box = _box_in_file(item, face)
-            j = int(np.argmax(p))
-            slots[item.slot].append(_record(
-                item.source, item.frame, OK, face=k, box=box, cls=model.class_names[j],
-                probs={n: round(float(v), 6) for n, v in zip(model.class_names, p)},
-                confidence=round(float(face.confidence), 6) if detect else None))
-        if annotate_dir is not None:
-            for item in items:
-                if item.faces or not failed(item.status or NO_FACE):
-                    _annotate(item, slots[item.slot], pipe, annotate_dir, names)
+            if item.source.kind == "video":
+                video_marks.setdefault(id(item.source), {})[item.frame] = _marks(item, slots[item.slot], pipe,
+                                                                                 in_file=True)
+            elif item.faces or not failed(item.status or NO_FACE):
+                _annotate(item, slots[item.slot], pipe, annotate_dir, names)
+    if annotate_dir is not None:
+        for source in sources:
+            if id(source) in video_marks:
+                suffix = source.path.suffix.lower()
+                stem = annotate_dir / names.get(source.name, None, suffix)[: -len(suffix) or None]
+                target = write_annotated_video(source.path, video_marks[id(source)], stem, say=say)
+                if target is None:
+                    say(f"{source.file}: OpenCV could not write an annotated video")
+                else:
+                    names.used.add(str(target.relative_to(annotate_dir)))
     records = [r for slot in sorted(slots) for r in slots[slot]]
     if out_path is not None:
         write_records(records, out_path, model.class_names)
     return records
+
+
+def _classify_items(items: list[_Item], model, pipe: _Pipeline, batch_size: int) -> dict[int, list[dict]]:
+    """The records of a batch of images from :meth:`_Pipeline.run`, by slot: one per face found (numbered in
+    reading order), or one saying why there is none."""
+    crops, owners = [], []
+    for item in items:
+        for k, (face, crop_image) in enumerate(item.faces or []):
+            crops.append(crop_image)
+            owners.append((item, k, face))
+    probs = _classify(model, crops, batch_size)
+    slots = {item.slot: [] if item.faces else [_record(item.source, item.frame, item.status or NO_FACE)]
+             for item in items}
+    for (item, k, face), p in zip(owners, probs):
+        j = int(np.argmax(p))
+        slots[item.slot].append(_record(
+            item.source, item.frame, OK, face=k, box=_box_in_file(item, face), cls=model.class_names[j],
+            probs={n: round(float(v), 6) for n, v in zip(model.class_names, p)},
+            confidence=round(float(face.confidence), 6) if pipe.detect else None))
+    return slots
+
+
+def detect(images, model=None, weights=None, **options) -> list[dict]:
+    """Classify the faces in images in memory (numpy arrays or PIL images, one or a list, or a 4-D batch): the
+    records of :func:`predict_files`, ``file`` being ``"<image N>"``. The model (the default when none is named)
+    stays loaded for the next call in this process (``cache=False`` loads it afresh)."""
+    inputs = as_input_list(images)
+    bad = [i for i, im in enumerate(inputs) if not is_image_object(im)]
+    if bad:
+        raise ValueError(f"images: item {bad[0]} is a {type(inputs[bad[0]]).__name__}, not a numpy array or PIL "
+                         f"image (ferzoo.predict_files reads files)")
+    options.setdefault("cache", True)
+    options.setdefault("progress", False)
+    return predict_files(inputs, model=model, weights=weights, **options)
+
+
+def stream(source, model=None, weights=None, *, detect: bool = True, every: int | None = None, crop=None,
+           detector: F.FaceDetector | None = None, say: Callable[[str], None] | None = None,
+           cache: bool = False) -> Iterator[dict]:
+    """Records (as :func:`predict_files`) of every ``every``-th frame of a live source as the frames arrive: a
+    camera index (``0`` or ``"0"``), a video file read from start to end, or a stream URL that OpenCV opens. One
+    record per face, or one saying there is none, per sampled frame; ``file`` is the source as given. Ends with
+    the stream; a source OpenCV cannot open gives one record with the status ``"unreadable stream: ..."``."""
+    say = say or _say_default
+    _check_int("every", every)
+    text = str(source)
+    target = source if isinstance(source, int) else stream_source(text)
+    model = load_model(model, weights, say, cache=cache)
+    if every is None:
+        every = DEFAULT_EVERY
+        say(f"stream: every {every}th frame is read (the default; --every chooses)")
+    src = Source(text, None, "stream", "stream", image=target)
+    pipe = _Pipeline(model, detect=detect, crop=crop, every=every, detector=detector, say=say, progress=False,
+                     flush_size=1)
+    for items, problems in pipe.run([src]):
+        for _, (s, frame, status) in problems:
+            yield _record(s, frame, status)
+        for item in items:
+            yield from _classify_items([item], model, pipe, 64)[item.slot]
 
 
 def _box_in_file(item: _Item, face) -> list[int]:
@@ -480,50 +687,137 @@ class _Names:
 
 
 def _font(size: int):
-    from PIL import ImageFont
+    from .plots import default_font
 
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+    return default_font(size)
 
 
-def _label(draw, xy, text: str, font, fill=(255, 255, 255), background=(0, 0, 0)) -> None:
-    x, y = xy
-    left, top, right, bottom = draw.textbbox((x, y), text, font=font)
-    pad = max(2, (bottom - top) // 6)
-    draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=background)
-    draw.text((x, y), text, font=font, fill=fill)
+def _marks(item: _Item, records: list[dict], pipe: _Pipeline, in_file: bool = False) -> list[dict]:
+    """What :func:`ferzoo.plots.draw_faces` draws for an image's records: box, label, face number and crop
+    polygon, in the pixels of the picture read (or of the file, ``in_file``)."""
+    h, w = item.image.shape[:2]
+    fw, fh = item.full_size or (w, h)
+    factor = fw / w if in_file else 1.0
+    marks = []
+    for (face, _), record in zip(item.faces or [], records):
+        p = record["probabilities"][record["class"]]
+        box = record["box"] if in_file else face.clipped_box(w, h)
+        corners = None
+        if pipe.detect:
+            corners = [(x * factor, y * factor) for x, y in F.crop_corners(face, pipe.crop, pipe.aspect)]
+        marks.append({"box": box, "text": f"{record['class']} {p:.2f}", "face": record["face"],
+                      "corners": corners})
+    return marks
 
 
 def _annotate(item: _Item, records: list[dict], pipe: _Pipeline, folder: Path, names: _Names) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
+    from .plots import draw_faces
     from .weights import atomic_path
 
-    im = Image.fromarray(item.image)
-    draw = ImageDraw.Draw(im)
-    h, w = item.image.shape[:2]
-    width = max(2, round(max(h, w) / 300))
-    font = _font(max(12, round(max(h, w) / 40)))
-    colours = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 120), (255, 120, 255)]
-    for (face, _), record in zip(item.faces or [], records):
-        colour = colours[record["face"] % len(colours)]
-        if pipe.detect:
-            corners = F.crop_corners(face, pipe.crop, pipe.aspect)
-            draw.polygon(corners, outline=(200, 200, 200))
-        x, y, bw, bh = face.clipped_box(w, h)  # in the (possibly reduced) picture drawn on
-        draw.rectangle((x, y, x + bw, y + bh), outline=colour, width=width)
-        p = record["probabilities"][record["class"]]
-        text = f"{record['class']} {p:.2f}"
-        _, top, _, bottom = draw.textbbox((0, 0), text, font=font)
-        ty = y - (bottom - top) - 3 * width if y - (bottom - top) - 3 * width > 0 else y + bh + width
-        _label(draw, (x, ty), text, font, background=colour, fill=(0, 0, 0))
-    if not item.faces:
-        _label(draw, (width * 2, width * 2), item.status or NO_FACE, font)
+    drawn = draw_faces(item.image, _marks(item, records, pipe), note=None if item.faces else item.status or NO_FACE)
     target = folder / names.get(item.source.name, item.frame, ".png")
     with atomic_path(target, suffix=".png") as tmp:
-        im.save(tmp, format="PNG")
+        Image.fromarray(drawn).save(tmp, format="PNG")
+
+
+#: the codecs tried for an annotated video, by the input's ending (the first OpenCV opens is used); any other
+#: ending, or one where none opens, is written as MP4 (``mp4v``)
+VIDEO_CODECS = {".avi": ("MJPG", "XVID"), ".mp4": ("mp4v",), ".m4v": ("mp4v",), ".mov": ("mp4v",),
+                ".mkv": ("MJPG", "XVID"), ".webm": ("VP80", "VP90"), ".mpg": ("MPG1",), ".mpeg": ("MPG1",),
+                ".wmv": ("WMV2",), ".flv": ("FLV1",), ".3gp": ("mp4v",), ".ogv": ("THEO",)}
+
+
+class _quiet_stderr:
+    """File descriptor 2 sent to /dev/null for a moment (what C libraries print there; Python's own is flushed)."""
+
+    def __enter__(self):
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self.saved = None
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+
+
+def _open_writer(stem: Path, suffix: str, fps: float, size: tuple[int, int]):
+    """A ``cv2.VideoWriter`` on a temporary file ``stem + suffix``-like, its path and the suffix used: the input's
+    container where OpenCV can write it, else MP4."""
+    import cv2
+
+    tried = [(suffix, c) for c in VIDEO_CODECS.get(suffix, ())]
+    if suffix != ".mp4":
+        tried.append((".mp4", "mp4v"))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext, codec in tried:
+        tmp = stem.parent / f".{stem.name}.partial{os.getpid()}{ext}"
+        with _quiet_stderr():  # FFmpeg prints to the process's stderr when a codec does not fit a container
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, size)
+        if writer.isOpened():
+            return writer, tmp, ext
+        writer.release()
+        tmp.unlink(missing_ok=True)
+    return None, None, None
+
+
+def write_annotated_video(path: Path, marks: dict[int, list[dict]], stem: Path,
+                          say: Callable[[str], None] | None = None) -> Path | None:
+    """Read the video ``path`` again and write every frame with the boxes and labels of the last sampled frame at
+    or before it (``marks``: frame index -> :func:`_marks` in the file's pixels) to ``stem`` plus the input's
+    ending (or ``.mp4`` where OpenCV cannot write that container), atomically. Returns the path, or ``None``."""
+    import cv2
+
+    from .plots import draw_faces
+
+    cap = cv2.VideoCapture(str(path))
+    writer = tmp = None
+    try:
+        if not cap.isOpened():
+            return None
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else 25.0
+        sampled = sorted(marks)
+        current, nxt, index, ext = None, 0, 0, None
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            if writer is None:
+                writer, tmp, ext = _open_writer(stem, path.suffix.lower(), fps, (frame.shape[1], frame.shape[0]))
+                if writer is None:
+                    return None
+            while nxt < len(sampled) and sampled[nxt] <= index:
+                current, nxt = marks[sampled[nxt]], nxt + 1
+            if current:
+                frame = np.ascontiguousarray(draw_faces(frame[..., ::-1], current)[..., ::-1])
+            writer.write(frame)
+            index += 1
+        if writer is None:
+            return None
+        writer.release()
+        writer = None
+        target = stem.with_name(stem.name + ext)
+        if ext != path.suffix.lower() and say is not None:
+            say(f"{path}: OpenCV cannot write {path.suffix or 'this container'}; the annotated video is {target.name}")
+        os.replace(tmp, target)
+        tmp = None
+        return target
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 # -- explanations ---------------------------------------------------------------------------------------------
@@ -531,26 +825,30 @@ def explain_files(paths, model=None, weights=None, *, output: str | os.PathLike,
                   detect: bool = True, every: int | None = None, crop=None, size: int = EXPLAIN_SIZE,
                   detector: F.FaceDetector | None = None, progress: bool | None = None,
                   say: Callable[[str], None] | None = None) -> list[dict]:
-    """Per face, a ``size``-px picture per method of where the model looks, with the predicted class written in
-    it, into the folder ``output``. ``methods`` default to the model's own (paper) method and ``gradcam++``.
-    Returns the predict records, each with ``explanations``: ``{method: file}``."""
+    """Per face, a ``size``-px picture per method of where the model looks, into the folder ``output``: the face
+    as the model sees it (gray for a gray model) with the map over it, the predicted class, a line saying what
+    the map shows, and the colour scale. ``methods`` default to one that localises and the model's own (paper)
+    method (:func:`ferzoo.explain.default_methods`); with several, a picture with all of them side by side too.
+    Returns the predict records, each with ``explanations``: ``{method: file}``, and ``explanation``: the side by
+    side picture (several methods) or the one picture."""
     from PIL import Image
 
-    from .explain import list_explainers
+    from .explain import caption, default_methods, list_explainers
     from .weights import atomic_path
 
     say = say or _say_default
     _check_int("size", size, 64)
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
+    paths = as_input_list(paths)
     if not paths:
         raise ValueError("give at least one photo, folder or video")
     model = load_model(model, weights, say)
     known = list_explainers(model.model_name)
     if methods is None:
-        methods = list(dict.fromkeys([model.spec.default_explainer, "gradcam++"]))
-        say(f"methods: {', '.join(methods)} (the model's own and Grad-CAM++; --method chooses from {', '.join(known)})")
+        methods = default_methods(model.model_name)
+        own = model.spec.default_explainer
+        what = ("the model's own, which localises" if methods == [own] else
+                f"{methods[0]} localises here; {own} is the model's own" if len(methods) > 1 else "")
+        say(f"methods: {', '.join(methods)} ({what}; --method chooses from {', '.join(known)})")
     methods = list(methods)
     bad = [m for m in methods if m not in known]
     if bad:
@@ -581,17 +879,30 @@ def explain_files(paths, model=None, weights=None, *, output: str | os.PathLike,
                               cls=model.class_names[j],
                               probs={n: round(float(v), 6) for n, v in zip(model.class_names, probs[k])},
                               confidence=round(float(face.confidence), 6) if detect else None)
-                picture = pipe.display_crop(item, face, size)
+                picture = model_view(pipe.display_crop(item, face, size), model.input_shape_hwc[-1])
                 rec["explanations"] = {}
+                label = f"{model.class_names[j]} {probs[k, j]:.2f}"
+                captions = {m: caption(model.model_name, m, model.class_names[j]) for m in methods}
+                lines = max(len(wrap_text(c, _panel_width(picture, maps[m][k]), size)) for m, c in captions.items())
+                panels = []
                 for m in methods:
                     if not np.any(maps[m][k] > 0):
                         say(f"{item.source.file}: face {k}: the {m} map is zero everywhere (no part of the face "
                             f"raised the {model.class_names[j]} score at the layer it maps); its picture says so")
-                    panel = overlay_panel(picture, maps[m][k], f"{model.class_names[j]} {probs[k, j]:.2f}", m)
+                    panel = explain_panel(picture, maps[m][k], label, m, captions[m], caption_lines=lines)
+                    panels.append(panel)
                     target = out_dir / f"{base}_face{k}_{_safe(m)}.png"
                     with atomic_path(target, suffix=".png") as tmp:
                         Image.fromarray(panel).save(tmp, format="PNG")
                     rec["explanations"][m] = str(target)
+                rec["explanation"] = rec["explanations"][methods[0]]
+                if len(panels) > 1:
+                    gap = np.zeros((panels[0].shape[0], max(4, size // 32), 3), np.uint8)
+                    sheet = np.concatenate([x for pnl in panels for x in (pnl, gap)][:-1], axis=1)
+                    target = out_dir / f"{base}_face{k}.png"
+                    with atomic_path(target, suffix=".png") as tmp:
+                        Image.fromarray(sheet).save(tmp, format="PNG")
+                    rec["explanation"] = str(target)
                 rows.append(rec)
             slots[item.slot] = rows
     records = [r for slot in sorted(slots) for r in slots[slot]]
@@ -602,24 +913,106 @@ def _safe(method: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "pp" if c == "+" else "_" for c in method).replace("pppp", "pp")
 
 
-def overlay_panel(picture: np.ndarray, heat: np.ndarray, label: str, method: str, alpha: float = 0.6) -> np.ndarray:
-    """``picture`` (H, W, 3) with ``heat`` ((h, w) or (K, h, w) in [0, 1], upsampled to it) drawn over it in a
-    colour map, and a title bar with ``label`` and ``method``. Several maps (K) are laid side by side."""
+def model_view(picture: np.ndarray, channels: int) -> np.ndarray:
+    """``picture`` (RGB) as a model with ``channels`` input channels sees it: gray (luma) for one channel."""
+    if channels != 1:
+        return picture
     import cv2
+
+    return np.repeat(cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1)
+
+
+def _heat_tiles(picture: np.ndarray, maps: np.ndarray, alpha: float = 0.6) -> list[np.ndarray]:
+    import cv2
+    from matplotlib import colormaps
+
+    h, w = picture.shape[:2]
+    cmap = colormaps["jet"]
+    tiles = []
+    for m in maps:
+        up = cv2.resize(np.clip(m, 0, 1).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        tiles.append(_blend(picture, up, cmap, alpha))
+    return tiles
+
+
+def _blend(picture: np.ndarray, values: np.ndarray, cmap, alpha: float = 0.6) -> np.ndarray:
+    """The colour of ``values`` (in [0, 1]) over ``picture``: cool regions stay see-through, hot ones show the map."""
+    colour = (cmap(values)[..., :3] * 255.0).astype(np.float32)
+    weight = (alpha * (0.25 + 0.75 * values))[..., None]
+    return np.clip((1 - weight) * picture.astype(np.float32) + weight * colour, 0, 255).astype(np.uint8)
+
+
+def _panel_width(picture: np.ndarray, heat) -> int:
+    heat = np.asarray(heat)
+    return picture.shape[1] * (1 if heat.ndim == 2 else heat.shape[0])
+
+
+def _caption_font(size: int):
+    return _font(max(10, size // 22))
+
+
+def wrap_text(text: str, width: int, size: int = EXPLAIN_SIZE) -> list[str]:
+    """``text`` broken at spaces into lines that fit ``width`` px in the caption font of a ``size``-px picture."""
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = _caption_font(size)
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(lines[-1] + " " + word, font=font) <= width - 8:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def explain_panel(picture: np.ndarray, heat: np.ndarray, label: str, method: str, caption: str,
+                  caption_lines: int | None = None, alpha: float = 0.6) -> np.ndarray:
+    """One method's picture: a title bar (``label`` and ``method``, see :func:`panel_title`), ``caption`` (what the
+    map shows, wrapped; ``caption_lines`` pads it to that many lines), ``picture`` with ``heat`` over it (several
+    maps side by side) and the colour scale (0: least, 1: the map's own maximum)."""
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
     heat = np.asarray(heat, np.float32)
     maps = heat[None] if heat.ndim == 2 else heat
-    h, w = picture.shape[:2]
-    cmap = colormaps["jet"]
-    tiles = []
-    for m in maps:
-        up = cv2.resize(np.clip(m, 0, 1), (w, h), interpolation=cv2.INTER_LINEAR)
-        colour = (cmap(up)[..., :3] * 255.0).astype(np.float32)
-        weight = (alpha * (0.25 + 0.75 * up))[..., None]  # cool regions stay see-through, hot ones show the map
-        tiles.append(np.clip((1 - weight) * picture.astype(np.float32) + weight * colour, 0, 255).astype(np.uint8))
-    body = np.concatenate(tiles, axis=1)
+    h = picture.shape[0]
+    body = np.concatenate(_heat_tiles(picture, maps, alpha), axis=1)
+    width = body.shape[1]
+    title_font, small = _font(max(12, h // 14)), _caption_font(h)
+    lines = wrap_text(caption, width, h)
+    lines += [""] * max(0, (caption_lines or 0) - len(lines))
+    bar_h = max(18, h // 9)
+    line_h = max(12, h // 20)
+    top = bar_h + len(lines) * line_h + 4
+    scale_h = max(8, h // 24)
+    bottom = 4 + scale_h + 2 + line_h
+    canvas = Image.new("RGB", (width, top + h + bottom), (0, 0, 0))
+    canvas.paste(Image.fromarray(body), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, max(1, bar_h // 8)), panel_title(label, method, maps), font=title_font, fill=(255, 255, 255))
+    for i, line in enumerate(lines):
+        draw.text((4, bar_h + i * line_h), line, font=small, fill=(210, 210, 210))
+    ramp = np.tile(np.linspace(0.0, 1.0, max(2, width - 8), dtype=np.float32)[None], (scale_h, 1))
+    strip = _blend(np.full(ramp.shape + (3,), 128, np.uint8), ramp, colormaps["jet"], alpha)
+    y = top + h + 4
+    canvas.paste(Image.fromarray(strip), (4, y))
+    y += scale_h + 2
+    draw.text((4, y), "0 low", font=small, fill=(210, 210, 210))
+    right = "high 1 (scaled to the map's maximum)" if width >= 3 * h // 2 else "high 1"
+    draw.text((width - 4 - draw.textlength(right, font=small), y), right, font=small, fill=(210, 210, 210))
+    return np.asarray(canvas)
+
+
+def overlay_panel(picture: np.ndarray, heat: np.ndarray, label: str, method: str, alpha: float = 0.6) -> np.ndarray:
+    """``picture`` (H, W, 3) with ``heat`` ((h, w) or (K, h, w) in [0, 1], upsampled to it) drawn over it in a
+    colour map, and a title bar with ``label`` and ``method``. Several maps (K) are laid side by side."""
+    from PIL import Image, ImageDraw
+
+    heat = np.asarray(heat, np.float32)
+    maps = heat[None] if heat.ndim == 2 else heat
+    h = picture.shape[0]
+    body = np.concatenate(_heat_tiles(picture, maps, alpha), axis=1)
     font = _font(max(12, h // 14))
     bar_h = max(18, h // 9)
     canvas = Image.new("RGB", (body.shape[1], h + bar_h), (0, 0, 0))

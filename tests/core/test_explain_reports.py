@@ -120,14 +120,17 @@ def test_explain_writes_readable_pictures_per_face_and_method(tmp_path, capsys):
 
     own = ferzoo.model_info(DEFAULT_MODEL).default_explainer
     written = out.out.split()
-    assert [p.split("/")[-1] for p in written] == [f"face_face0_{own}.png", "face_face0_gradcampp.png"]
-    assert f"methods: {own}, gradcam++ (the model's own and Grad-CAM++" in out.err
+    # the methods side by side, then a method that localises (saliency for the default model), then its own
+    assert [p.split("/")[-1] for p in written] == ["face_face0.png", "face_face0_saliency.png",
+                                                   f"face_face0_{own}.png"]
+    assert f"methods: saliency, {own} (saliency localises here; {own} is the model's own" in out.err
     assert "blank.png: no face (blank image)" in out.err
-    pictures = [np.asarray(Image.open(p)) for p in written]
+    pictures = [np.asarray(Image.open(p)) for p in written[1:]]
     for pic in pictures:
-        assert pic.shape[1] == 256 and pic.shape[0] > 256  # the face at 256 px plus the title bar
-        assert pic[: pic.shape[0] - 256].max() > 200  # the title (predicted class) is written in the picture
+        assert pic.shape[1] == 256 and pic.shape[0] > 256  # the face at 256 px plus title, caption and scale
+        assert pic[:20].max() > 200  # the title (predicted class) is written in the picture
     assert not np.array_equal(pictures[0], pictures[1])
+    assert np.asarray(Image.open(written[0])).shape[1] > 512
     assert main(["explain", photo, "--output", str(tmp_path / "m2"), "--method", "saliency", "--quiet"]) == 0
     assert capsys.readouterr().out.split()[0].endswith("face_face0_saliency.png")
     assert main(["explain", photo, "--output", str(tmp_path / "m3"), "--method", "nope"]) == 2
