@@ -725,6 +725,8 @@ def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, 
         card["dataset_options"] = job.dataset_options
     if init_report is not None:
         card["init_from"] = {"source": str(job.init_from), **init_report}
+    if getattr(model, "distillation", None) is not None:
+        card["distillation"] = model.distillation.describe()  # the mode used, not only the one requested
     if pipes.val is not None:
         if proto["tta"]:
             single = model.evaluate(pipes.val, verbose=0, tta=None)

@@ -277,6 +277,8 @@ def test_cli_trains_a_student_from_a_teacher_tag_and_a_weights_file(registry, tm
     assert "teachers' outputs for 48 training images (48 distinct) computed once in" in err
     card = W.read_card(W.store_dir("toy", "student") / "toy.weights.h5")
     assert card["recipe"]["distillation"] == {"temperature": 3.0, "alpha": 0.5, "mode": "auto"}  # as asked
+    used = card["distillation"]  # and as used
+    assert (used["mode"], used["temperature"], used["alpha"]) == ("cached", 3.0, 0.5)
     (entry,) = card["recipe"]["teachers"]
     assert entry["weights"] == "toy.teach" and entry["sha256"] == teacher_card["sha256"]
     assert entry["input_shape"] == [24, 24, 3] and entry["model"] == "toy"
