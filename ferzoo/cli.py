@@ -920,7 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help=f"model name {photo_help}")
     s.add_argument("--weights", help="tag or .weights.h5 file")
     s.add_argument("--method", action="append", metavar="M",
-                   help="explanation method, repeat for several (default: the model's own and gradcam++)")
+                   help="explanation method, repeat for several (default: occlusion, else saliency, then the "
+                        "model's own map)")
     s.add_argument("--output", required=True, metavar="DIR", help="folder for the pictures")
     s.add_argument("--demo", action="store_true", help="also explain the bundled public-domain photo")
     s.add_argument("--no-detect", action="store_true", help="each image is an already cropped face")

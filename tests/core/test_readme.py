@@ -1,9 +1,11 @@
-"""The README's own commands, verbatim: every ```bash line and every ```python block runs here.
+"""The README's and docs/'s own commands, verbatim: every ```bash line and every ```python block runs here.
 
 `pip install` and `python -m pytest` segments are what CI itself runs around this test (and reinstalling
 inside a test would change the environment under test), so they are skipped; every other segment of a line
-(split at `&&`) runs in a fresh shell, in a fresh folder, with a fresh FERZOO_HOME and no network. File
-listings shown for a third-party package (```toml, ```py) are built and installed by test_third_party.py.
+(split at `&&`) runs in a fresh shell, in a fresh folder per page, with a fresh FERZOO_HOME and no network. Each
+page under docs/ is run the same way as README.md (```text and ```sh blocks are shown, not run: commands that
+need real data or take long). File listings shown for a third-party package (```toml, ```py) are what
+test_third_party.py builds and installs.
 """
 
 import os
@@ -14,23 +16,43 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
 SKIP = ("pip install", "python -m pytest")
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+def blocks(language: str, page: Path = README) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), flags=re.S | re.M)
 
 
-def bash_commands() -> list[str]:
+def bash_commands(page: Path = README) -> list[str]:
     out = []
-    for block in blocks("bash"):
+    for block in blocks("bash", page):
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             for part in (p.strip() for p in line.split("&&")):
                 if part and not part.startswith(SKIP):
                     out.append(part)
     return out
+
+
+def run_commands(commands: list[str], tmp_path: Path, page: Path) -> dict[str, str]:
+    """Run each command in one fresh folder with a fresh FERZOO_HOME, offline; every one must exit 0."""
+    env = {**os.environ, "FERZOO_HOME": str(tmp_path / "home"), "FERZOO_OFFLINE": "1"}
+    env.pop("FERZOO_LOAD_PLUGINS", None)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must quiet TensorFlow by itself
+    work = tmp_path / "work"
+    work.mkdir()
+    outputs = {}
+    for command in commands:
+        proc = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (f"{page.relative_to(ROOT)} command failed: {command}\n"
+                                      f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        outputs[command] = proc.stdout + proc.stderr
+        assert "oneDNN custom operations" not in proc.stderr  # TensorFlow's log lines stay quiet by default
+    return outputs
 
 
 def test_the_readme_has_its_two_setup_commands_first():
@@ -44,17 +66,7 @@ def test_the_readme_has_its_two_setup_commands_first():
 def test_every_readme_command_runs(tmp_path):
     commands = bash_commands()
     assert len(commands) >= 5
-    env = {**os.environ, "FERZOO_HOME": str(tmp_path / "home"), "FERZOO_OFFLINE": "1"}
-    env.pop("FERZOO_LOAD_PLUGINS", None)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must quiet TensorFlow by itself
-    work = tmp_path / "work"
-    work.mkdir()
-    outputs = {}
-    for command in commands:
-        proc = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-        outputs[command] = proc.stdout + proc.stderr
-        assert "oneDNN custom operations" not in proc.stderr  # TensorFlow's log lines stay quiet by default
+    outputs = run_commands(commands, tmp_path, README)
     main = next(c for c in commands if c == "ferzoo predict --demo")
     assert "astronaut_face.png: happy" in outputs[main]
     quick = next(c for c in commands if c.startswith("ferzoo train deep_emotion --dataset synthetic") and "--epochs" not in c)
@@ -62,11 +74,37 @@ def test_every_readme_command_runs(tmp_path):
     assert acc >= 0.8, f"the quick start must visibly learn; val accuracy {acc}"
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
-def test_every_readme_python_block_runs(index, tmp_path, monkeypatch):
-    code = blocks("python")[index]
+DOC_PAGES_WITH_COMMANDS = [page for page in DOCS if bash_commands(page)]
+
+
+@pytest.mark.parametrize("page", DOC_PAGES_WITH_COMMANDS, ids=lambda page: page.name)
+def test_every_docs_command_runs(page, tmp_path):
+    run_commands(bash_commands(page), tmp_path, page)
+
+
+PYTHON_BLOCKS = [(page, index) for page in PAGES for index in range(len(blocks("python", page)))]
+
+
+@pytest.mark.parametrize("page, index", PYTHON_BLOCKS,
+                         ids=[f"{page.name}-{index}" for page, index in PYTHON_BLOCKS])
+def test_every_python_block_runs(page, index, tmp_path, monkeypatch):
+    code = blocks("python", page)[index]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FERZOO_OFFLINE", "1")
+    monkeypatch.setenv("FERZOO_HOME", str(tmp_path / "home"))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ})
-    assert proc.returncode == 0, f"README python block {index} failed:\n{code}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{page.relative_to(ROOT)} python block {index} failed:\n{code}\n{proc.stderr[-3000:]}"
+
+
+def test_the_readme_links_every_docs_page_and_every_link_resolves():
+    """docs/ pages are reached from the README, and no relative link in README.md or docs/ points nowhere."""
+    readme = README.read_text()
+    assert DOCS, "docs/ has no pages"
+    for page in DOCS:
+        assert f"(docs/{page.name}" in readme, f"README.md does not link docs/{page.name}"
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links {target}, which does not exist"
