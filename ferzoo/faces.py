@@ -460,10 +460,18 @@ def crop_corners(face: Face, crop: FaceCrop, aspect: float = 1.0) -> list[tuple[
             for dx, dy in ((-cw / 2, -ch / 2), (cw / 2, -ch / 2), (cw / 2, ch / 2), (-cw / 2, ch / 2))]
 
 
+#: callables ``observer(face, crop, size)`` told of every :func:`align_crop` call (a debugging hook: the photo
+#: path benchmark records which crop rule each detected face was cut by); append and remove your own
+CROP_OBSERVERS: list = []
+
+
 def align_crop(image: np.ndarray, face: Face, crop: FaceCrop, size: tuple[int, int]) -> np.ndarray:
     """The crop of ``face`` (rule ``crop``) from ``image`` as a ``size = (height, width)`` array of the same
     dtype and channels. Parts of the crop outside the photo repeat its border pixels."""
     import cv2
+
+    for observer in list(CROP_OBSERVERS):
+        observer(face, crop, size)
 
     out_h, out_w = (int(v) for v in size)
     (cx, cy), ch, cw, angle = crop_geometry(face, crop, out_w / out_h)

@@ -32,7 +32,24 @@ this order (every key is optional; a false / zero value switches the operation o
                    torchvision's ``value=0`` *after* ``Normalize`` is the per-channel mean: pass
                    ``value = 255 * mean`` (e.g. ``[123.675, 116.28, 103.53]`` for ImageNet). ``true``
                    means the torchvision defaults.
+``box_jitter``     the face as a detector's box cuts it (applied right after ``flip``): a mapping with
+                   ``scale`` ([lo, hi]: the crop box's side relative to the face's own box, U(lo, hi);
+                   1.2 shows the face at 1/1.2 of its size with more surroundings), ``shift`` (fraction
+                   f of the box side: the box centre moves U(-f, f) in x and in y independently, so the
+                   face centre moves by at most f / scale of the image side), ``fill`` (``"reflect"``,
+                   default, or ``"nearest"``: the uncovered border continues the image) and ``p``
+                   (probability per image, 1.0). One zoom + translation per image.
+``blur``           Gaussian blur per image: ``{"p": p, "sigma": [lo, hi]}`` (sigma in pixels, U(lo, hi),
+                   separable kernel of radius ceil(3 hi), symmetric edges); a number means
+                   ``{"p": 0.5, "sigma": [0.1, value]}``. Applied after ``brightness``.
+``gamma``          per-image exposure: ``{"p": p, "range": [lo, hi]}``, x -> 255 (x / 255) ** g with g
+                   log-uniform in [lo, hi] (g < 1 brightens the shadows). Applied after ``blur``.
+                   (``contrast`` above is already drawn per image: Keras 3's ``RandomContrast`` draws
+                   one factor per image of the batch.)
 =================  ===================================================================================
+
+Every operation draws independently per image, takes and returns 0..255 floats of any channel count, and
+runs inside ``tf.data`` maps and ``tf.function``; a ``seed`` makes a freshly built pipeline repeat its draws.
 """
 
 from __future__ import annotations
@@ -44,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 KNOWN = ("flip", "rotation", "zoom", "translate", "shear", "affine", "crop_padding", "random_apply", "contrast",
-         "brightness", "erasing", "random_erasing")
+         "brightness", "erasing", "random_erasing", "box_jitter", "blur", "gamma")
 
 
 def build_augmentation(spec: Mapping, input_shape: Sequence[int], seed: int | None = None):
@@ -73,6 +90,13 @@ def _layers(spec: Mapping, input_shape: Sequence[int], seed: int | None):
     layers = []
     if spec.get("flip"):
         layers.append(RandomHorizontalFlip(seed=seed))
+    if spec.get("box_jitter"):
+        j = dict(spec["box_jitter"])
+        unknown = sorted(set(j) - {"scale", "shift", "fill", "p"})
+        if unknown:
+            raise ValueError(f"unknown box_jitter parameters {unknown}; known: fill, p, scale, shift")
+        layers.append(RandomBoxJitter(scale=tuple(j.get("scale", (1.0, 1.0))), shift=float(j.get("shift", 0.0)),
+                                      fill=j.get("fill", "reflect"), p=float(j.get("p", 1.0)), seed=seed))
     if spec.get("rotation"):
         layers.append(keras.layers.RandomRotation(float(spec["rotation"]) / 360.0, fill_mode="nearest", seed=seed))
     if spec.get("zoom"):
@@ -109,6 +133,20 @@ def _layers(spec: Mapping, input_shape: Sequence[int], seed: int | None):
         layers.append(keras.layers.RandomContrast(float(spec["contrast"]), value_range=(0, 255), seed=seed))
     if spec.get("brightness"):
         layers.append(keras.layers.RandomBrightness(float(spec["brightness"]), value_range=(0, 255), seed=seed))
+    if spec.get("blur"):
+        b = spec["blur"]
+        b = {"p": 0.5, "sigma": (0.1, float(b))} if not isinstance(b, Mapping) else dict(b)
+        unknown = sorted(set(b) - {"p", "sigma"})
+        if unknown:
+            raise ValueError(f"unknown blur parameters {unknown}; known: p, sigma")
+        layers.append(RandomGaussianBlur(sigma=tuple(b.get("sigma", (0.1, 1.0))), p=float(b.get("p", 0.5)),
+                                         seed=seed))
+    if spec.get("gamma"):
+        g = dict(spec["gamma"])
+        unknown = sorted(set(g) - {"p", "range"})
+        if unknown:
+            raise ValueError(f"unknown gamma parameters {unknown}; known: p, range")
+        layers.append(RandomGamma(gamma=tuple(g.get("range", (0.7, 1.4))), p=float(g.get("p", 0.5)), seed=seed))
     if spec.get("erasing"):
         layers.append(keras.layers.RandomErasing(factor=float(spec["erasing"]), value_range=(0, 255), seed=seed))
     if spec.get("random_erasing"):
@@ -348,7 +386,139 @@ def _define_layers():
         def compute_output_shape(self, input_shape):
             return input_shape
 
-    return RandomAffineTV, RandomErasingTV, RandomApply, RandomPadCrop, RandomHorizontalFlip
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomBoxJitter(keras.layers.Layer):
+        """The crop box of a face jittered as a detector's box varies: per image, the box's side is scaled by
+        U(lo, hi) and its centre moved by U(-shift, shift) box sides in x and y; the uncovered border is
+        filled by ``reflect`` or ``nearest``. Applied to each image with probability ``p``."""
+
+        def __init__(self, scale=(1.0, 1.0), shift=0.0, fill="reflect", p=1.0, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            scale = tuple(float(v) for v in scale)
+            if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+                raise ValueError(f"box_jitter: scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}")
+            if not 0 <= float(shift) < 1:
+                raise ValueError(f"box_jitter: shift must be a fraction in [0, 1), got {shift!r}")
+            if fill not in ("reflect", "nearest"):
+                raise ValueError(f"box_jitter: fill must be 'reflect' or 'nearest', got {fill!r}")
+            if not 0 <= float(p) <= 1:
+                raise ValueError(f"box_jitter: p must be in [0, 1], got {p!r}")
+            self.scale, self.shift, self.fill, self.p, self.seed = scale, float(shift), fill, float(p), seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training or self.p == 0:
+                return images
+            x = tf.convert_to_tensor(images)
+            dtype = x.dtype if x.dtype.is_floating else tf.float32
+            x = tf.cast(x, dtype)
+            b = tf.shape(x)[0]
+            hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+
+            def u(lo, hi):
+                return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+
+            s = u(self.scale[0], self.scale[1])
+            dx = u(-self.shift, self.shift) * wf
+            dy = u(-self.shift, self.shift) * hf
+            keep = u(0.0, 1.0) >= self.p  # images left as they are
+            s = tf.where(keep, tf.ones_like(s), s)
+            dx = tf.where(keep, tf.zeros_like(dx), dx)
+            dy = tf.where(keep, tf.zeros_like(dy), dy)
+            cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+            zeros = tf.zeros_like(s)
+            # output pixel (x, y) reads the input at centre + s * ((x, y) - centre) + (dx, dy)
+            transform = tf.stack([s, zeros, cx * (1.0 - s) + dx, zeros, s, cy * (1.0 - s) + dy, zeros, zeros], 1)
+            out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation="bilinear",
+                                                   fill_mode=self.fill)
+            return tf.cast(out, dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale, "shift": self.shift, "fill": self.fill,
+                    "p": self.p, "seed": self.seed}
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomGaussianBlur(keras.layers.Layer):
+        """Gaussian blur with sigma U(lo, hi) drawn per image, applied with probability ``p`` (the others get
+        the identity kernel); separable, radius ceil(3 hi), symmetric padding at the edges."""
+
+        def __init__(self, sigma=(0.1, 1.0), p=0.5, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            sigma = tuple(float(v) for v in sigma)
+            if len(sigma) != 2 or not 0 <= sigma[0] <= sigma[1]:
+                raise ValueError(f"blur: sigma must be [lo, hi] with 0 <= lo <= hi, got {list(sigma)}")
+            if not 0 <= float(p) <= 1:
+                raise ValueError(f"blur: p must be in [0, 1], got {p!r}")
+            self.sigma, self.p, self.seed = sigma, float(p), seed
+            self.radius = max(1, int(math.ceil(3.0 * sigma[1])))
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training or self.p == 0 or self.sigma[1] == 0:
+                return images
+            x = tf.convert_to_tensor(images)
+            dtype = x.dtype if x.dtype.is_floating else tf.float32
+            x = tf.cast(x, tf.float32)
+            b = tf.shape(x)[0]
+            r = self.radius
+            sigma = keras.random.uniform((b,), self.sigma[0], self.sigma[1], seed=self.seed_generator)
+            apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+            sigma = tf.where(apply, tf.maximum(sigma, 1e-3), 1e-3 * tf.ones_like(sigma))
+            taps = tf.range(-r, r + 1, dtype=tf.float32)
+            kernel = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None]))
+            kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, 2r + 1)
+            h, w = tf.shape(x)[1], tf.shape(x)[2]
+            padded = tf.pad(x, [[0, 0], [r, r], [0, 0], [0, 0]], mode="SYMMETRIC")
+            rows = tf.add_n([kernel[:, k, None, None, None] * padded[:, k:k + h] for k in range(2 * r + 1)])
+            padded = tf.pad(rows, [[0, 0], [0, 0], [r, r], [0, 0]], mode="SYMMETRIC")
+            out = tf.add_n([kernel[:, k, None, None, None] * padded[:, :, k:k + w] for k in range(2 * r + 1)])
+            return tf.cast(out, dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "sigma": self.sigma, "p": self.p, "seed": self.seed}
+
+    @keras.saving.register_keras_serializable(package="ferzoo")
+    class RandomGamma(keras.layers.Layer):
+        """x -> 255 (x / 255) ** g per image, g log-uniform in ``gamma`` = (lo, hi), with probability ``p``."""
+
+        def __init__(self, gamma=(0.7, 1.4), p=0.5, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            gamma = tuple(float(v) for v in gamma)
+            if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
+                raise ValueError(f"gamma: range must be [lo, hi] with 0 < lo <= hi, got {list(gamma)}")
+            if not 0 <= float(p) <= 1:
+                raise ValueError(f"gamma: p must be in [0, 1], got {p!r}")
+            self.gamma, self.p, self.seed = gamma, float(p), seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training or self.p == 0:
+                return images
+            x = tf.convert_to_tensor(images)
+            dtype = x.dtype if x.dtype.is_floating else tf.float32
+            x = tf.cast(x, tf.float32)
+            b = tf.shape(x)[0]
+            g = tf.exp(keras.random.uniform((b,), math.log(self.gamma[0]), math.log(self.gamma[1]),
+                                            seed=self.seed_generator))
+            apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+            g = tf.where(apply, g, tf.ones_like(g))[:, None, None, None]
+            out = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), g)
+            return tf.cast(out, dtype)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "gamma": self.gamma, "p": self.p, "seed": self.seed}
+
+    return (RandomAffineTV, RandomErasingTV, RandomApply, RandomPadCrop, RandomHorizontalFlip, RandomBoxJitter,
+            RandomGaussianBlur, RandomGamma)
 
 
 def _apply_to_subset(x, pick, fn):
@@ -390,6 +560,18 @@ def RandomPadCrop(*args, **kwargs):  # noqa: N802
 
 def RandomHorizontalFlip(*args, **kwargs):  # noqa: N802
     return _classes()[4](*args, **kwargs)
+
+
+def RandomBoxJitter(*args, **kwargs):  # noqa: N802
+    return _classes()[5](*args, **kwargs)
+
+
+def RandomGaussianBlur(*args, **kwargs):  # noqa: N802
+    return _classes()[6](*args, **kwargs)
+
+
+def RandomGamma(*args, **kwargs):  # noqa: N802
+    return _classes()[7](*args, **kwargs)
 
 
 def apply_sampler(ds: tf.data.Dataset, sampler, seed: int = 0) -> tf.data.Dataset:

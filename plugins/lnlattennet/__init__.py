@@ -2,8 +2,9 @@
 overlapping patches of its last feature map through 16 local networks with local attention, and a non-local
 attention on the bottleneck that weights the patches; trained jointly with cross-entropy + L2.
 
-Registers the model ``lnlattennet``. Nothing here imports TensorFlow: the builder, the explainers and the recipes
-load lazily.
+Registers the models ``lnlattennet`` (the paper, 144 x 144 x 3) and ``lnlattennet_cpu`` (the same method with about
+a quarter of the channels per layer and BatchNorm in the U-Net, at 64 x 64 x 3: not in the paper, for CPUs).
+Nothing here imports TensorFlow: the builder, the explainers and the recipes load lazily.
 """
 
 from __future__ import annotations
@@ -42,9 +43,35 @@ DEFAULT_CONFIG = {
 }
 
 
+#: the CPU variant ``lnlattennet_cpu``: the same method and keys, about a quarter of the channels per layer (U-Net
+#: 16-256, SimpleNets 32-128, local attention 16-64, non-local 128, FC 256 and 128) and BatchNorm in the U-Net
+#: (spec 8.4's fallback); the paper's 16 patches, alpha, attention and L2
+CPU_CONFIG = {
+    **DEFAULT_CONFIG,
+    "unet_widths": [16, 32, 64, 128, 256],
+    "unet_batch_norm": True,
+    "simplenet_widths": [32, 64, 128],
+    "local_attention_widths": [64, 32, 32, 16],
+    "local_attention_hidden": 16,
+    "nonlocal_channels": 128,
+    "fc_units": [256, 128],
+}
+
+
 def recipes() -> dict:
     """The paper's per-data-set recipes (``recipes.json``) and the ``synthetic`` quick-start recipe."""
     return read_recipe_file(_HERE / "recipes.json")
+
+
+def cpu_recipes() -> dict:
+    """The CPU variant's recipes (``recipes_cpu.json``; ferzoo's, not the paper's)."""
+    return read_recipe_file(_HERE / "recipes_cpu.json")
+
+
+_EXPLAINERS = {"patch_weights": "ferzoo_plugins.lnlattennet.explain:patch_weights_explainer",
+               "local_weights": "ferzoo_plugins.lnlattennet.explain:local_weights_explainer"}
+_FACE_ALIGNMENT = ("the data sets' aligned face crops (RAF-DB aligned, SFEW aligned faces, AffectNet face box); "
+                   "CK+ / MMI faces cropped beforehand")
 
 
 @hookimpl
@@ -61,13 +88,30 @@ def register_models(register):
         min_size=16,
         mean=(0.0,),
         std=(1.0,),
-        face_alignment="the data sets' aligned face crops (RAF-DB aligned, SFEW aligned faces, AffectNet face box); "
-                       "CK+ / MMI faces cropped beforehand",
+        face_alignment=_FACE_ALIGNMENT,
         default_config=dict(DEFAULT_CONFIG),
         recipes="ferzoo_plugins.lnlattennet:recipes",
-        explainers={"patch_weights": "ferzoo_plugins.lnlattennet.explain:patch_weights_explainer",
-                    "local_weights": "ferzoo_plugins.lnlattennet.explain:local_weights_explainer"},
+        explainers=dict(_EXPLAINERS),
         default_explainer="patch_weights",
         # R and s are unbounded products of ReLU maps: keep the non-local attention float in an int8 export
+        int8_float_layers=("nonlocal_attention",),
+    ))
+    register(ModelSpec(
+        name="lnlattennet_cpu",
+        builder="ferzoo_plugins.lnlattennet.model:build_lnlattennet",
+        losses=None,
+        description="LNLAttenNet CPU: the same U-Net + local / non-local attention method with about a quarter of "
+                    "the channels and BatchNorm in the U-Net, 64x64 RGB, 9.2 M parameters (not in the paper)",
+        paper=PAPER + " (CPU variant: not in the paper)",
+        default_input_shape=(64, 64, 3),
+        channels=(1, 3),
+        min_size=16,
+        mean=(0.0,),
+        std=(1.0,),
+        face_alignment="FER-2013's registered 48x48 crops enlarged to 64x64; otherwise " + _FACE_ALIGNMENT,
+        default_config=dict(CPU_CONFIG),
+        recipes="ferzoo_plugins.lnlattennet:cpu_recipes",
+        explainers=dict(_EXPLAINERS),
+        default_explainer="patch_weights",
         int8_float_layers=("nonlocal_attention",),
     ))

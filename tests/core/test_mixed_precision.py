@@ -23,7 +23,7 @@ def policy(request):
 #: DAN, FDRL and the paper DAF-CNN in float16 (10-20 s each, a GPU setting) moved there too when the default run
 #: passed 15 minutes; Deep-Emotion and the compact DAF-CNN still step in float16 by default
 SLOW = {("lnlattennet", "mixed_float16"), ("dan", "mixed_float16"), ("fdrl", "mixed_float16"),
-        ("daf_cnn", "mixed_float16")}
+        ("daf_cnn", "mixed_float16"), ("lnlattennet_cpu", "mixed_float16")}
 CASES = [pytest.param(name, "mixed_float16", marks=[pytest.mark.slow] if (name, "mixed_float16") in SLOW else [])
          for name in BUILT_IN] + [("daf_cnn_compact", "mixed_bfloat16"), ("lnlattennet", "mixed_bfloat16")]
 

@@ -13,7 +13,7 @@ def _recipe(model, dataset):
     return resolve_recipe(ferzoo.model_info(model).recipe_table(), dataset, model)
 
 
-@pytest.mark.parametrize("dataset,margin,weight", [("fer2013", 11.0, 0.007), ("sfew", 13.0, 0.013)])
+@pytest.mark.parametrize("dataset,margin,weight", [("fer2013-paper", 11.0, 0.007), ("sfew", 13.0, 0.013)])
 def test_build_applies_the_data_set_margin_and_weight(dataset, margin, weight):
     model = ferzoo.build("daf_cnn", num_classes=7, recipe=dataset)
     (tc,) = model.aux_losses
@@ -36,7 +36,7 @@ def test_caller_config_beats_the_recipe_and_compile_override():
 
 
 def test_paper_recipes():
-    fer = _recipe("daf_cnn", "fer2013")
+    fer = _recipe("daf_cnn", "fer2013-paper")  # the paper's FER-2013 protocol (fer2013 is ferzoo's 48 px recipe)
     assert fer["batch_size"] == 128 and fer["optimizer"]["class_name"] == "adam"
     assert fer["optimizer"]["config"] == {"learning_rate": 0.001}
     assert fer["schedule"] is None and fer["label_smoothing"] == 0.0 and fer["coupled_weight_decay"] == 0.0
