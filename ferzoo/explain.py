@@ -22,15 +22,36 @@ def normalise_maps(maps) -> np.ndarray:
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
 
 
-def gradient_saliency(model, images, class_index, **_):
-    x = tf.convert_to_tensor(images, dtype=tf.float32)
-    idx = tf.convert_to_tensor(class_index, dtype=tf.int32)
+def _abs_input_gradient(model, x, idx):
+    """|d logit_c / d x|, max over channels: (B, H, W)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         logits = model(x, training=False)["logits"]
         score = tf.gather(logits, idx[:, None], batch_dims=1)
-    grads = tape.gradient(score, x)
-    return normalise_maps(tf.reduce_max(tf.abs(grads), axis=-1).numpy())
+    return tf.reduce_max(tf.abs(tape.gradient(score, x)), axis=-1)
+
+
+def gradient_saliency(model, images, class_index, **_):
+    x = tf.convert_to_tensor(images, dtype=tf.float32)
+    idx = tf.convert_to_tensor(class_index, dtype=tf.int32)
+    return normalise_maps(_abs_input_gradient(model, x, idx).numpy())
+
+
+def smoothgrad(model, images, class_index, samples: int = 16, noise: float = 0.05, seed: int = 0, **_):
+    """SmoothGrad (Smilkov et al. 2017): the saliency map averaged over ``samples`` copies of each image with
+    Gaussian noise of standard deviation ``noise`` x the pixel range (255) added; plain saliency of one image is
+    speckled by the gradient's noise, the average keeps what the copies share. Deterministic for a ``seed``.
+    Not a leading method of ``ferzoo explain``: on the localisation test's compact DAF-CNN (tests/core/
+    test_explain_reports.py, seed 0) its region mass was 0.64 / 0.58 / 0.41 at noise 0.02 / 0.05 / 0.1 against
+    plain saliency's 0.64: smoother pictures, no better placed."""
+    x = tf.convert_to_tensor(images, dtype=tf.float32)
+    idx = tf.convert_to_tensor(class_index, dtype=tf.int32)
+    rng = np.random.default_rng(seed)
+    total = tf.zeros(tf.shape(x)[:3], tf.float32)
+    for _ in range(int(samples)):
+        noisy = x + tf.constant(rng.normal(0.0, float(noise) * 255.0, size=x.shape), tf.float32)
+        total += _abs_input_gradient(model, noisy, idx)
+    return normalise_maps((total / float(samples)).numpy())
 
 
 def gradcam_plus_plus(model, images, class_index, layer: str | None = None, output: str = "logits", **_):
@@ -79,7 +100,7 @@ def last_spatial_layer(model) -> str:
     raise ValueError(f"model {model.model_name!r} has no 4-D layer for Grad-CAM++; pass layer=")
 
 
-CORE_EXPLAINERS = {"saliency": gradient_saliency, "gradcam++": gradcam_plus_plus}
+CORE_EXPLAINERS = {"saliency": gradient_saliency, "smoothgrad": smoothgrad, "gradcam++": gradcam_plus_plus}
 
 
 def list_explainers(model_name: str) -> list[str]:
@@ -110,6 +131,7 @@ LOCALISING = ("occlusion", "saliency")
 #: carry its own as a ``caption`` attribute.
 CAPTIONS = {
     "saliency": "where a pixel's change moves {cls} most",
+    "smoothgrad": "where a pixel's change moves {cls} most, averaged over noisy copies",
     "occlusion": "where covering the face lowers {cls} most",
     "gradcam++": "where the last feature maps raise {cls}",
     "spatial_attention": "the paper's attention: the same for every class",

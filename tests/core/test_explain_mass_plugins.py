@@ -50,8 +50,8 @@ def test_fdrl_saliency_puts_most_mass_where_the_label_is():
     bottom edge), not a spatial map, so its mass (0.14-0.17) means nothing; it is class-agnostic (Intra-W
     does not depend on a class). At 48 x 48 with 256 images (16 s) saliency was 0.58-0.66: not robust."""
     model, xv, yv = trained_rgb("fdrl", 64, epochs=3, seed=0, learning_rate=1e-3)
-    maps = check_maps(model, xv, yv, {"saliency": (32, 64, 64), "gradcam++": (32, 64, 64),
-                                      "intra_weights": (32, 64, 64)}, class_agnostic=("intra_weights",))
+    maps = check_maps(model, xv, yv, {"saliency": (32, 64, 64), "smoothgrad": (32, 64, 64),
+                                      "gradcam++": (32, 64, 64), "intra_weights": (32, 64, 64)}, class_agnostic=("intra_weights",))
     assert mass_in_region(maps["saliency"]) > 0.5
 
 
@@ -66,7 +66,7 @@ def test_dan_explainers_run_on_a_model_that_learned_the_region():
     the last head): heads 0.337, gradcam++ 0.538, saliency 0.526."""
     model, xv, yv = trained_rgb("dan", 64, epochs=3, seed=0, learning_rate=1e-3)
     check_maps(model, xv, yv, {"heads_gradcam++": (32, 4, 64, 64), "gradcam++": (32, 64, 64),
-                               "saliency": (32, 64, 64)})
+                               "saliency": (32, 64, 64), "smoothgrad": (32, 64, 64)})
 
 
 @pytest.mark.slow  # about 22 s: 16 local networks, 4 epochs of 512 images
@@ -80,5 +80,5 @@ def test_lnlattennet_explainers_run_on_a_model_that_learned_the_region():
     model, xv, yv = trained("lnlattennet", 64, epochs=4, seed=0, learning_rate=3e-3, input_shape=(64, 64, 1),
                             recipe="synthetic")
     check_maps(model, xv, yv, {name: (32, 64, 64) for name in ("patch_weights", "local_weights", "gradcam++",
-                                                                 "saliency")},
+                                                                 "saliency", "smoothgrad")},
                class_agnostic=("patch_weights", "local_weights"))

@@ -101,7 +101,7 @@ def test_explanations_put_most_mass_where_the_label_is(registry):
     vanilla saliency on the pooling CNN (0.26-0.61 over three seeds)."""
     model, xv, yv = trained("deep_emotion", 48, epochs=6, seed=1, recipe="synthetic")
     assert model.spec.default_explainer == "occlusion"
-    assert set(ferzoo.list_explainers("deep_emotion")) == {"occlusion", "saliency", "gradcam++"}
+    assert set(ferzoo.list_explainers("deep_emotion")) == {"occlusion", "saliency", "smoothgrad", "gradcam++"}
     assert mass_in_region(model.explain(xv, method="occlusion", class_index=yv)) > 0.9
     assert mass_in_region(model.explain(xv, method="saliency", class_index=yv)) > 0.5
     registry.register(GapPlugin(), name="gap_plugin")

@@ -165,7 +165,7 @@ def test_explain_saliency_and_gradcampp(toy):
         maps = toy.explain(x, method=method)
         assert maps.shape == (3, 16, 16)
         assert maps.min() >= 0.0 and maps.max() <= 1.0 and maps.max() > 0.0
-    with pytest.raises(ValueError, match=r"unknown explain method 'lime'; known: \['gradcam\+\+', 'saliency'\]"):
+    with pytest.raises(ValueError, match=r"unknown explain method 'lime'; known: \['gradcam\+\+', 'saliency', 'smoothgrad'\]"):
         toy.explain(x, method="lime")
     with pytest.raises(ValueError, match=r"class_index must be in 0..6"):
         toy.explain(x, class_index=9)
@@ -185,6 +185,32 @@ def test_saliency_is_zero_where_the_logit_does_not_look():
     maps = gradient_saliency(model, x, np.array([0, 0]))
     assert np.allclose(maps[:, :8, :8], 1.0) and np.allclose(maps[:, 8:, :], 0.0) and np.allclose(maps[:, :, 8:], 0.0)
     assert np.allclose(gradient_saliency(model, x, np.array([1, 1])), 0.0)
+
+
+def test_smoothgrad_averages_the_saliency_of_noisy_copies():
+    """On a logit quadratic in the pixels (|grad| = 2|x|), SmoothGrad is the mean of |2(x + noise)| over the
+    copies: a hand computation with the same draws; deterministic for a seed; noise 0 is plain saliency."""
+    import tensorflow as tf
+
+    from ferzoo.explain import gradient_saliency, smoothgrad
+
+    def model(x, training=False):
+        s = tf.reduce_sum(tf.square(x[:, :4, :4, :]), axis=[1, 2, 3])
+        return {"logits": tf.stack([s, tf.zeros_like(s)], axis=-1)}
+
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 1)).astype(np.float32)
+    maps = smoothgrad(model, x, np.array([0, 0]), samples=3, noise=0.1, seed=5)
+    rng = np.random.default_rng(5)
+    grads = [np.abs(2 * (x + rng.normal(0.0, 25.5, size=x.shape).astype(np.float32)))[..., 0] for _ in range(3)]
+    expect = np.mean(grads, axis=0)
+    expect[:, 4:, :] = 0.0
+    expect[:, :, 4:] = 0.0
+    expect /= expect.reshape(2, -1).max(axis=1)[:, None, None]
+    assert np.allclose(maps, expect, atol=1e-4)
+    assert np.array_equal(maps, smoothgrad(model, x, np.array([0, 0]), samples=3, noise=0.1, seed=5))
+    assert not np.allclose(maps, smoothgrad(model, x, np.array([0, 0]), samples=3, noise=0.1, seed=6))
+    assert np.allclose(smoothgrad(model, x, np.array([0, 0]), samples=2, noise=0.0),
+                       gradient_saliency(model, x, np.array([0, 0])), atol=1e-6)
 
 
 def test_weights_only_roundtrip_and_from_config(toy, tmp_path):
