@@ -313,6 +313,8 @@ def _check_export(args) -> None:
                          f"a SavedModel is float32")
     if args.format == "tflite" and args.layout == "serving":
         raise UsageError("--layout serving: TensorFlow Serving's layout holds SavedModels (--format savedmodel)")
+    data = _registered("--dataset", "dataset", args.dataset)
+    _data_dir(args, data)
     out = Path(args.output)
     if args.format == "savedmodel" or out.is_dir():
         _creatable_folder("--output", out)
@@ -759,7 +761,8 @@ def cmd_export(args):
         print("error: export to SavedModel/TFLite is not available in this version of ferzoo", file=sys.stderr)
         return 2
     result = export(args.model, weights=args.weights, format=args.format, quantize=args.quantize,
-                    output=args.output, tta=args.tta,
+                    output=args.output, tta=args.tta, dataset=args.dataset, data_dir=args.data_dir,
+                    check_size=args.check_size,
                     layout=args.layout or ("serving" if args.format == "savedmodel" else "plain"))
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -945,6 +948,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=["card", "none"],
                    help="test-time augmentation in the graph (default: the weights' card's for a SavedModel, "
                         "none for TFLite; the report's tta says which)")
+    s.add_argument("--dataset", default="synthetic",
+                   help="images for the parity check against Keras and for int8 calibration (default: generated "
+                        "faces; name a data set, e.g. fer2013 with --data-dir, to check on real faces)")
+    s.add_argument("--data-dir", help="the data set's folder (as released)")
+    s.add_argument("--check-size", type=_int_at_least(1), default=64,
+                   help="how many images of the data set's val split the parity check uses (default 64)")
     s.set_defaults(fn=cmd_export)
 
     from ferzoo.serve import DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_WAIT_MS, DEFAULT_PORT

@@ -206,6 +206,30 @@ def test_cli_export(tmp_path, registry, capsys):
     assert not (tmp_path / "sm").exists()
 
 
+def test_cli_export_checks_parity_on_the_data_set_it_is_given(tmp_path, registry, capsys):
+    """``--dataset``/``--data-dir``: the parity report is measured on that data set's faces, and says so; a
+    missing folder is a usage error before anything is exported."""
+    from PIL import Image
+
+    from ferzoo.cli import main
+
+    for i, name in enumerate(["angry", "happy", "sad"] * 4):
+        folder = tmp_path / "fer" / "val" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(i).integers(0, 256, (48, 48), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    (tmp_path / "fer" / "train").mkdir()
+    path = W.save(_toy(3), tmp_path / "w" / "toy.weights.h5", dataset="synthetic")
+    out = tmp_path / "toy.tflite"
+    assert main(["export", "toy", "--weights", str(path), "--format", "tflite", "--output", str(out),
+                 "--dataset", "fer2013", "--data-dir", str(tmp_path / "fer"), "--check-size", "12"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity"]["dataset"] == {"name": "fer2013", "split": "val"} and report["parity"]["n"] == 12
+    assert main(["export", "toy", "--weights", str(path), "--format", "tflite", "--output", str(tmp_path / "b.tflite"),
+                 "--dataset", "fer2013", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "--data-dir" in capsys.readouterr().err and not (tmp_path / "b.tflite").exists()
+
+
 def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, registry):
     model = _toy()
     target = tmp_path / "mine"
