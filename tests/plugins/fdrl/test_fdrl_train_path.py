@@ -24,7 +24,7 @@ def test_missing_weights_error_names_the_command_and_the_store_path():
     with pytest.raises(WeightsError) as err:
         ferzoo.load("fdrl", weights="rafdb")
     msg = str(err.value)
-    assert "model 'fdrl' has no weights tagged 'rafdb'; known tags: []" in msg
+    assert "model 'fdrl' has no weights tagged 'rafdb'; known tags: ['fer2013']" in msg  # the shipped FER-2013 weights
     assert "`ferzoo train fdrl --dataset rafdb --data-dir DIR` produces them" in msg
     assert "RAF-DB basic" in msg  # what DIR is
     assert str(home / "store" / "fdrl" / "rafdb" / "fdrl.weights.h5") in msg
