@@ -24,7 +24,7 @@ DEFAULT_CONFIG = {
     "dropout": 0.5,              # A4: rate of the dropout after conv4
     "dropout_type": "elementwise",  # A4: "spatial" drops whole channels (mkmohangb's Dropout2d)
     "fc_dropout": 0.0,           # A4: extra dropout between fc1 and fc2 (mkmohangb uses 0.5)
-    "batch_norm": False,         # A6: BatchNorm after conv4 (omarsayed7)
+    "batch_norm": False,         # A6: true = BatchNorm after conv4 (omarsayed7); "all" = after every conv
     "fc1_activation": "relu",    # A5: ReLU between fc1 and fc2 (not drawn in Fig. 3)
     "fc_l2": 0.001,              # Eq. 1 lambda on the fc1 and fc2 kernels (A7)
     "filters": 10,               # conv filters of the feature branch

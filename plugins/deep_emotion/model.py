@@ -32,6 +32,8 @@ def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropou
     for key, value in (("dropout", dropout), ("fc_dropout", fc_dropout)):
         if not 0.0 <= float(value) < 1.0:
             raise ValueError(f"deep_emotion: config {key}={value!r} must be in [0, 1)")
+    if batch_norm not in (False, True, "all"):
+        raise ValueError(f"deep_emotion: config batch_norm={batch_norm!r} is not one of [false, true, 'all']")
     if float(fc_l2) < 0:
         raise ValueError(f"deep_emotion: config fc_l2={fc_l2!r} must be >= 0")
 
@@ -55,13 +57,22 @@ def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropou
         x = AffineGridSampler(name="stn")([image, theta])
         outputs["warped"] = x
 
-    x = keras.layers.Conv2D(int(filters), activation="relu", name="c1", **conv())(x)
-    x = keras.layers.Conv2D(int(filters), name="c2", **conv())(x)
+    every_bn = batch_norm == "all"
+
+    def conv_block(x, name, relu):
+        if not every_bn:  # the paper's layout (and batch_norm=True: one BatchNorm after conv4, below)
+            return keras.layers.Conv2D(int(filters), activation="relu" if relu else None, name=name, **conv())(x)
+        x = keras.layers.Conv2D(int(filters), name=name, **conv())(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+    x = conv_block(x, "c1", relu=True)
+    x = conv_block(x, "c2", relu=False)
     x = keras.layers.MaxPooling2D(2, name="p2")(x)
     x = keras.layers.ReLU(name="p2_relu")(x)
-    x = keras.layers.Conv2D(int(filters), activation="relu", name="c3", **conv())(x)
-    x = keras.layers.Conv2D(int(filters), name="c4", **conv())(x)
-    if batch_norm:
+    x = conv_block(x, "c3", relu=True)
+    x = conv_block(x, "c4", relu=False)
+    if batch_norm is True:
         x = keras.layers.BatchNormalization(name="c4_bn")(x)
     x = keras.layers.MaxPooling2D(2, name="p4")(x)
     x = keras.layers.ReLU(name="p4_relu")(x)

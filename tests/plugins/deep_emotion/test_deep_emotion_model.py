@@ -113,6 +113,20 @@ def test_optional_batch_norm_and_loc_kernels():
     assert tuple(m.get_layer("loc_flatten").output.shape) == (None, 640)
 
 
+def test_batch_norm_after_every_conv():
+    plain = ferzoo.build("deep_emotion")
+    every = ferzoo.build("deep_emotion", batch_norm="all")
+    names = [layer.name for layer in every.layers]
+    for conv in ("c1", "c2", "c3", "c4"):
+        # each feature convolution feeds its own BatchNorm (before the ReLU where the paper has one)
+        assert every.get_layer(f"{conv}_bn").input._keras_history.operation.name == conv
+        assert every.get_layer(conv).activation.__name__ == "linear"
+    assert "c4_bn" in names and sum(name.endswith("_bn") for name in names) == 4
+    assert every.count_params() - plain.count_params() == 4 * 4 * 10  # gamma, beta, mean, variance per filter
+    with pytest.raises(ValueError, match="batch_norm='every'"):
+        ferzoo.build("deep_emotion", batch_norm="every")
+
+
 # -- 9.4 identity at initialisation -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stn_on", ["features", "input"])
