@@ -28,8 +28,10 @@ from . import weights as W
 
 #: the columns of results.csv, in order
 COLUMNS = ("model", "tag", "dataset", "split", "examples", "accuracy", "tta", "tta_accuracy", "balanced_accuracy",
-           "macro_f1", "params", "macs", "latency_ms", "storage", "sha256", "dropped_classes",
+           "macro_f1", "recall", "params", "macs", "latency_ms", "storage", "sha256", "dropped_classes",
            "unscored_examples", "error", "command")
+#: the ``model`` column of the ensemble row
+ENSEMBLE = "ensemble"
 
 
 # -- what to evaluate ------------------------------------------------------------------------------------------------
@@ -240,7 +242,65 @@ def evaluate_shared(model, data, data_names: Sequence[str]) -> dict:
             raise ValueError("no example of the split belongs to a class the model knows")
         predicted = probs[keep][:, columns].argmax(-1)
         out[key] = classification_report(target[keep], predicted, shared)
+        # the probabilities over the data's classes (0 for a class the model lacks), for an ensemble row
+        spread = np.zeros((probs.shape[0], len(data_names)), np.float64)
+        for j, name in enumerate(data_names):
+            if name in names:
+                spread[:, j] = probs[:, names.index(name)]
+        out.setdefault("probabilities", {})[key] = spread
+        out["labels"] = labels
     return out
+
+
+def _recall_text(report) -> str:
+    """``angry:0.6123 disgust:...``: each class's recall (the ``recall`` column)."""
+    return " ".join(f"{name}:{values['recall']:.4f}" for name, values in report["per_class"].items()
+                    if values["support"] > 0)
+
+
+def ensemble_row(members: Sequence[tuple[str, dict, dict]], data_names: Sequence[str], *, dataset: str,
+                 split: str, command: str | None = None) -> dict:
+    """The row of the members' average: ``members`` are ``(label, row, scores)`` of rows measured by
+    :func:`run`. Accuracy averages the members' one-pass probabilities; the TTA accuracy (and balanced
+    accuracy, macro-F1 and recall) averages each member's probabilities under its own card's augmentation:
+    the way each member predicts. Parameters and MACs are the members' sums; latency is not measured."""
+    import numpy as np
+
+    from .metrics import classification_report
+
+    labels = members[0][2]["labels"]
+    for label, _, scores in members[1:]:
+        if not np.array_equal(scores["labels"], labels):
+            raise ValueError(f"{label}: its pass saw the split's examples in another order than "
+                             f"{members[0][0]}'s; the ensemble needs the same examples in the same order")
+    names = list(data_names)
+    known = set()
+    for _, _, scores in members:
+        known.update(scores["shared_classes"])
+    shared = [n for n in names if n in known]
+    columns = np.asarray([names.index(n) for n in shared])
+    to_shared = np.asarray([shared.index(n) if n in shared else -1 for n in names])
+    target = to_shared[labels]
+    keep = target >= 0
+    reports = {}
+    for key in ("single", "tta"):
+        probs = np.mean([scores["probabilities"]["tta" if key == "tta" and scores["tta"] else "single"]
+                         for _, _, scores in members], axis=0)
+        reports[key] = classification_report(target[keep], probs[keep][:, columns].argmax(-1), shared)
+
+    def total(column):
+        values = [row[column] for _, row, _ in members]
+        return "n/a" if any(v in ("", None, "n/a") for v in values) else sum(int(v) for v in values)
+
+    row = {k: "" for k in COLUMNS}
+    row.update(model=ENSEMBLE, tag="+".join(label for label, _, _ in members), dataset=dataset, split=split,
+               examples=reports["single"]["num_examples"], accuracy=reports["single"]["accuracy"],
+               tta="members' cards", tta_accuracy=reports["tta"]["accuracy"],
+               balanced_accuracy=reports["tta"]["balanced_accuracy"], macro_f1=reports["tta"]["macro_f1"],
+               recall=_recall_text(reports["tta"]), params=total("params"), macs=total("macs"),
+               dropped_classes=" ".join(n for n in names if n not in known), unscored_examples=int((~keep).sum()),
+               command=command or "")
+    return row
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
@@ -260,10 +320,11 @@ def _one_line(exc: BaseException) -> str:
 
 def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = "val", output=None,
         dataset_options: dict | None = None, batch_size: int = 64, latency_runs: int = 20,
-        command: str | None = None, progress: bool | None = None,
+        command: str | None = None, progress: bool | None = None, ensemble: bool = False,
         say: Callable[[str], None] | None = None) -> dict:
     """Evaluate ``items`` (see :func:`parse_items`) on ``dataset``'s ``split``; write ``results.csv`` and
     ``results.md`` into ``output`` (default ``benchmark/DATASET.SPLIT``). Returns ``{"rows", "csv", "md"}``.
+    ``ensemble``: one more row, the average of the rows that were measured (:func:`ensemble_row`; at least two).
     Arguments (items, data set, split, output folder) are checked before any model loads."""
     say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
     if int(batch_size) < 1 or int(latency_runs) < 0:
@@ -272,6 +333,8 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output: {folder} is a file, not a folder")
     pairs = parse_items(items)
+    if ensemble and len(pairs) < 2:
+        raise ValueError(f"--ensemble averages two or more weights; {len(pairs)} named or available")
     ds = W.open_split(dataset, data_dir, split, dataset_options)
     data_names = list(ds.class_names)
 
@@ -279,7 +342,7 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
 
     from .data import prepare
 
-    rows = []
+    rows, members = [], []
     bar = tqdm(pairs, desc="benchmark", unit="weights", disable=None if progress is None else not progress)
     for name, tag in bar:
         label = f"{name}.{Path(tag).name if W._looks_like_path(tag) else tag}"
@@ -298,6 +361,7 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
             row.update(examples=scores["single"]["num_examples"], accuracy=scores["single"]["accuracy"],
                        tta=model.tta or "none", tta_accuracy="" if scores["tta"] is None else scores["tta"]["accuracy"],
                        balanced_accuracy=best["balanced_accuracy"], macro_f1=best["macro_f1"],
+                       recall=_recall_text(best),
                        dropped_classes=" ".join(scores["dropped_classes"]), unscored_examples=scores["unscored"],
                        params=count_params(model))
             if scores["dropped_classes"]:
@@ -313,6 +377,8 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
             row["macs"] = "n/a" if macs is None else macs
             if latency_runs:
                 row["latency_ms"] = round(latency_ms(model, latency_runs), 3)
+            if ensemble:
+                members.append((label, row, scores))
         except Exception as exc:  # noqa: BLE001 - one broken model must not stop the leaderboard
             row["error"] = _one_line(exc)
             say(f"{label}: failed: {row['error']}")
@@ -321,6 +387,16 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
             gc.collect()
         rows.append(row)
     bar.close()
+    if ensemble:
+        if len(members) < 2:
+            say(f"ensemble: only {len(members)} of the weights were measured; no ensemble row")
+        else:
+            try:
+                rows.append(ensemble_row(members, data_names, dataset=dataset, split=split, command=command))
+            except ValueError as exc:
+                rows.append({**{k: "" for k in COLUMNS}, "model": ENSEMBLE, "dataset": dataset, "split": split,
+                             "tag": "+".join(m[0] for m in members), "error": _one_line(exc)})
+                say(f"ensemble: failed: {rows[-1]['error']}")
     csv_path, md_path = folder / "results.csv", folder / "results.md"
     with W.atomic_path(csv_path) as tmp:
         tmp.write_text(_csv(rows))
@@ -377,4 +453,13 @@ def _markdown(rows, *, dataset, split, data_names, command) -> str:
             f"{_pct(r['tta_accuracy'])} | {_pct(r['balanced_accuracy'])} | {_pct(r['macro_f1'])} | "
             f"{_count(r['params'])} | {_count(r['macs'])} | {latency} | {r['storage'] or '-'} | "
             f"{str(r['sha256'])[:12] or '-'} | {'; '.join(notes).replace('|', '/')} |")
+    measured = [r for r in rows if r.get("recall")]
+    if measured:
+        lines += ["", "Recall of each class % (with the card's augmentation; an ensemble: its members' cards):", "",
+                  "| weights | " + " | ".join(data_names) + " |", "|---|" + "---:|" * len(data_names)]
+        for r in measured:
+            recall = dict(item.split(":") for item in r["recall"].split())
+            tag = Path(r["tag"]).name if W._looks_like_path(r["tag"]) else r["tag"]
+            cells = [_pct(recall[n]) if n in recall else "-" for n in data_names]
+            lines.append(f"| {r['model']}.{tag} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -541,6 +541,7 @@ def cmd_benchmark(args):
     result = run(args.items, dataset=args.dataset, data_dir=args.data_dir, split=args.split, output=args.output,
                  dataset_options=_kv(args.dataset_option), batch_size=args.batch_size,
                  latency_runs=args.latency_runs, progress=False if args.quiet else None, say=_say,
+                 ensemble=args.ensemble,
                  command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
     print(result["md"].read_text(), end="")
     _say(f"results written to {result['csv']} and {result['md']}")
@@ -561,6 +562,9 @@ def _add_benchmark_command(sub) -> None:
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     s.add_argument("--latency-runs", type=_int_at_least(0), default=20, metavar="N",
                    help="batch-1 CPU runs whose median is the latency (0: not measured)")
+    s.add_argument("--ensemble", action="store_true",
+                   help="add a row for the average of the weights' probabilities (each with its card's "
+                        "test-time augmentation); needs two or more weights")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_benchmark)
 

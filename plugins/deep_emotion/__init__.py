@@ -35,6 +35,7 @@ DEFAULT_CONFIG = {
     "loc_kernels": [3, 3],       # A2: Fig. 3 draws 3x3; omarsayed7 uses [7, 5]
     "loc_hidden": 32,            # localisation FC width
     "identity_init": True,       # A10: identity theta at initialisation
+    "theta_limit": None,         # None = unbounded theta (paper); x = each parameter kept within x of the identity
 }
 
 

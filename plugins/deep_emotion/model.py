@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from .layers import AffineGridSampler, localisation_net
+from .layers import AffineGridSampler, BoundedTheta, localisation_net
 
 STN_MODES = ("features", "input", "none")
 DROPOUT_TYPES = ("elementwise", "spatial")
@@ -24,7 +24,7 @@ DROPOUT_TYPES = ("elementwise", "spatial")
 def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropout_type="elementwise",
                        fc_dropout=0.0, batch_norm=False, fc1_activation="relu", fc_l2=0.001, filters=10, hidden=50,
                        init_std=0.05, kernel_initializer=None, loc_filters=(8, 10), loc_kernels=(3, 3), loc_hidden=32,
-                       identity_init=True):
+                       identity_init=True, theta_limit=None):
     if stn_on not in STN_MODES:
         raise ValueError(f"deep_emotion: config stn_on={stn_on!r} is not one of {list(STN_MODES)}")
     if dropout_type not in DROPOUT_TYPES:
@@ -34,6 +34,8 @@ def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropou
             raise ValueError(f"deep_emotion: config {key}={value!r} must be in [0, 1)")
     if batch_norm not in (False, True, "all"):
         raise ValueError(f"deep_emotion: config batch_norm={batch_norm!r} is not one of [false, true, 'all']")
+    if theta_limit is not None and not float(theta_limit) > 0:
+        raise ValueError(f"deep_emotion: config theta_limit={theta_limit!r} must be null (unbounded) or > 0")
     if float(fc_l2) < 0:
         raise ValueError(f"deep_emotion: config fc_l2={fc_l2!r} must be >= 0")
 
@@ -52,6 +54,8 @@ def build_deep_emotion(x, num_classes, *, stn_on="features", dropout=0.5, dropou
     if stn_on != "none":
         theta = localisation_net(image, filters=tuple(loc_filters), kernels=tuple(loc_kernels), hidden=loc_hidden,
                                  init=init, identity_init=bool(identity_init), prefix="loc")
+        if theta_limit is not None:
+            theta = BoundedTheta(float(theta_limit), name="loc_bound")(theta)
     outputs = {}
     if stn_on == "input":
         x = AffineGridSampler(name="stn")([image, theta])

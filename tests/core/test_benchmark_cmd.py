@@ -100,6 +100,38 @@ def test_data_classes_the_model_lacks_are_not_scored(tmp_path, registry, capsys)
     assert "benchmark: 100%" in capsys.readouterr().err  # the progress bar
 
 
+def test_ensemble_row_averages_the_members_each_with_its_card(tmp_path, registry):
+    _store("synthetic", seed=0)
+    second, _ = _store("other", seed=3)
+    second.tta = "flip"  # the ensemble's TTA column uses each member's own card
+    W.save(second, W.store_dir("toy", "flipped") / f"toy{W.WEIGHTS_SUFFIX}", dataset="synthetic", command="pytest")
+    result = B.run(["toy.synthetic", "toy.flipped"], dataset="synthetic", output=tmp_path / "b",
+                   dataset_options=OPTIONS, latency_runs=0, progress=False, ensemble=True, say=lambda _l: None)
+    first, flipped, ens = result["rows"]
+    assert ens["model"] == B.ENSEMBLE and ens["tag"] == "toy.synthetic+toy.flipped" and not ens["error"]
+    assert ens["params"] == 2 * 3039 and ens["tta"] == "members' cards" and ens["examples"] == 35
+    # recomputed here: the mean of the two loaded models' probabilities (the second one flip-averaged)
+    ds = ferzoo.get_dataset("synthetic", split="val", **OPTIONS)
+    x = np.stack([im for im, _ in ds.as_numpy_iterator()]).astype("float32")
+    y = np.array([lab for _, lab in ds.as_numpy_iterator()])
+    a, b = ferzoo.load("toy", weights="synthetic"), ferzoo.load("toy", weights="flipped")
+    pa = a.predict(x, verbose=0)
+    b.tta = None
+    pb_single = b.predict(x, verbose=0)
+    pb_flip = (pb_single + b.predict(x[:, :, ::-1], verbose=0)) / 2
+    assert ens["accuracy"] == pytest.approx(np.mean(((pa + pb_single) / 2).argmax(-1) == y))
+    assert ens["tta_accuracy"] == pytest.approx(np.mean(((pa + pb_flip) / 2).argmax(-1) == y))
+    assert flipped["tta_accuracy"] == pytest.approx(np.mean(pb_flip.argmax(-1) == y))
+    # the recall column: one entry per class, their mean the balanced accuracy
+    recall = dict(item.split(":") for item in ens["recall"].split())
+    assert list(recall) == a.class_names
+    assert np.mean([float(v) for v in recall.values()]) == pytest.approx(ens["balanced_accuracy"], abs=1e-4)
+    md = result["md"].read_text()
+    assert "| ensemble.toy.synthetic+toy.flipped |" in md and "Recall of each class" in md
+    rows = _rows(result["csv"])
+    assert rows[-1]["model"] == "ensemble" and rows[0]["recall"].startswith("angry:")
+
+
 def test_items_and_usage_errors_before_any_model_loads(tmp_path, registry, capsys, monkeypatch):
     _, path = _store("synthetic")
     pairs = B.parse_items([])
@@ -111,7 +143,8 @@ def test_items_and_usage_errors_before_any_model_loads(tmp_path, registry, capsy
     cases = [(["toi"], "MODEL[.TAG]: unknown model 'toi'"), (["toy.nope"], "no weights tagged 'nope'"),
              (["deep_emotion.nope"], "known tags: ['fer2013']"),
              (["toy", "--output", str(afile)], "--output"), (["toy", "--split", "x"], "--split"),
-             (["toy", "--dataset", "nope"], "--dataset: unknown data set 'nope'")]
+             (["toy", "--dataset", "nope"], "--dataset: unknown data set 'nope'"),
+             (["toy.synthetic", "--ensemble"], "--ensemble averages two or more weights; 1 named")]
     for args, needle in cases:
         argv = ["benchmark", *args] + ([] if "--dataset" in args else ["--dataset", "synthetic"])
         assert main(argv) == 2, args

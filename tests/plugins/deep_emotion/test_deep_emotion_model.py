@@ -127,6 +127,28 @@ def test_batch_norm_after_every_conv():
         ferzoo.build("deep_emotion", batch_norm="every")
 
 
+def test_theta_limit_bounds_the_transform_and_keeps_the_identity():
+    import keras
+
+    m = ferzoo.build("deep_emotion", theta_limit=0.5)
+    batch = np.random.default_rng(4).uniform(0, 255, (3, 48, 48, 1)).astype("float32")
+    identity = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (3, 1, 1))
+    np.testing.assert_allclose(m(batch, training=False)["theta"].numpy(), identity, atol=1e-6)  # I -> I
+    # a localisation output far from the identity (a translation of 58, as an unbounded run drifted to) stays
+    # within the limit of it, and the slope at the identity is 1
+    fc2 = m.get_layer("loc_fc2")
+    kernel, _ = fc2.get_weights()
+    fc2.set_weights([kernel, np.array([10.5, -2.5, 2.6, 8.1, 1.6, 58.7], np.float32)])
+    theta = m(batch, training=False)["theta"].numpy().reshape(3, 6)
+    deviation = np.abs(theta - [1, 0, 0, 0, 1, 0])
+    assert np.all(deviation <= 0.5 + 1e-6) and np.all(deviation > 0.4)  # 0.6 off -> 0.5 * tanh(1.2) = 0.417
+    layer = m.get_layer("loc_bound")
+    assert float(layer(keras.ops.convert_to_tensor([[1.01, 0, 0, 0, 1, 0]]))[0, 0]) == pytest.approx(1.01, abs=1e-4)
+    assert ferzoo.build("deep_emotion").count_params() == m.count_params()  # no weights of its own
+    with pytest.raises(ValueError, match="theta_limit=0"):
+        ferzoo.build("deep_emotion", theta_limit=0)
+
+
 # -- 9.4 identity at initialisation -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stn_on", ["features", "input"])
