@@ -11,6 +11,11 @@ Classes are matched by name. A model class the data set lacks is dropped: the pr
 the shared classes (a FER-2013 model on a data set without ``disgust``), and the row and the output say so.
 Examples of a class the model does not know are not scored (counted in the row). Weights that fail to load or
 evaluate become a row with the error, and the rest go on.
+
+``record=True`` (``--record``) writes each measured row into the weights' own card, under
+``benchmarks["DATASET.SPLIT"]`` (and into its ``zoo_registry.json`` entry when the registry holds these very
+weights, same sha256): the one place from which ``ferzoo weights`` and the README's models table take their
+numbers.
 """
 
 from __future__ import annotations
@@ -313,6 +318,51 @@ def _resolve(name: str, tag: str) -> tuple[Path, dict, str]:
     return path, card, tag
 
 
+#: the fields of a row that a card's ``benchmarks`` entry keeps
+RECORDED = ("examples", "accuracy", "tta", "tta_accuracy", "balanced_accuracy", "macro_f1", "params", "macs",
+            "latency_ms", "dropped_classes", "unscored_examples", "command")
+
+
+def benchmark_entry(row: dict, scores: dict | None = None) -> dict:
+    """What a card keeps of a measured row: accuracies as fractions, the recall of each class, the date."""
+    entry = {k: row[k] for k in RECORDED if row.get(k) not in ("", None)}
+    if scores is not None:
+        best = scores["tta"] or scores["single"]
+        entry["recall"] = {n: round(v["recall"], 6) for n, v in best["per_class"].items() if v["support"] > 0}
+    entry["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+    return entry
+
+
+def record_row(row: dict, path, *, name: str, tag: str | None, scores: dict | None = None) -> list[str]:
+    """Write ``row`` into the card beside the weights file ``path`` under ``benchmarks["DATASET.SPLIT"]``, and
+    into the registry entry ``name.tag`` when it describes the same file (sha256); both atomic. Returns where
+    it was written. A card that is not writable here (an installed package) is an error naming it."""
+    import json
+    import os
+
+    key = f"{row['dataset']}.{row['split']}"
+    entry = benchmark_entry(row, scores)
+    written = []
+    card_file = W.card_path_for(path)
+    if card_file.exists():
+        if not os.access(card_file, os.W_OK) or not os.access(card_file.parent, os.W_OK):
+            raise PermissionError(f"--record: {card_file} is not writable here (an installed package?)")
+        card = json.loads(card_file.read_text())
+        card.setdefault("benchmarks", {})[key] = entry
+        W.write_json_atomic(card_file, card)
+        written.append(str(card_file))
+    registry = W.registry_path()
+    data = json.loads(registry.read_text())
+    registered = data["models"].get(name, {}).get("weights", {}).get(tag) if tag else None
+    if registered is not None and registered.get("sha256") == row.get("sha256"):
+        registered.setdefault("benchmarks", {})[key] = entry
+        W.validate_registry(data, str(registry))
+        W.write_json_atomic(registry, data)
+        W._zoo_registry_cached.cache_clear()
+        written.append(f"{registry} ({name}.{tag})")
+    return written
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
@@ -321,10 +371,11 @@ def _one_line(exc: BaseException) -> str:
 def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = "val", output=None,
         dataset_options: dict | None = None, batch_size: int = 64, latency_runs: int = 20,
         command: str | None = None, progress: bool | None = None, ensemble: bool = False,
-        say: Callable[[str], None] | None = None) -> dict:
+        record: bool = False, say: Callable[[str], None] | None = None) -> dict:
     """Evaluate ``items`` (see :func:`parse_items`) on ``dataset``'s ``split``; write ``results.csv`` and
     ``results.md`` into ``output`` (default ``benchmark/DATASET.SPLIT``). Returns ``{"rows", "csv", "md"}``.
     ``ensemble``: one more row, the average of the rows that were measured (:func:`ensemble_row`; at least two).
+    ``record``: each measured row is written into its weights' card (:func:`record_row`).
     Arguments (items, data set, split, output folder) are checked before any model loads."""
     say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
     if int(batch_size) < 1 or int(latency_runs) < 0:
@@ -379,6 +430,10 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
                 row["latency_ms"] = round(latency_ms(model, latency_runs), 3)
             if ensemble:
                 members.append((label, row, scores))
+            if record:
+                for where in record_row(row, path, name=name, tag=None if W._looks_like_path(tag) else tag,
+                                        scores=scores):
+                    say(f"{label}: recorded in {where}")
         except Exception as exc:  # noqa: BLE001 - one broken model must not stop the leaderboard
             row["error"] = _one_line(exc)
             say(f"{label}: failed: {row['error']}")

@@ -422,11 +422,32 @@ def cmd_losses(args):
     return 0
 
 
+def _measured(card: dict) -> tuple[str, str, str]:
+    """(where, one pass, with TTA) for ``ferzoo weights``: the card's ``ferzoo benchmark --record`` row on its own
+    data set's val split (else its first recorded row); else the training run's own validation, marked so."""
+    benchmarks = card.get("benchmarks") if isinstance(card.get("benchmarks"), dict) else {}
+    key = f"{card.get('dataset')}.val"
+    if benchmarks:
+        key = key if key in benchmarks else sorted(benchmarks)[0]
+        row = benchmarks[key]
+        tta = f"{100 * row['tta_accuracy']:.2f}% {row['tta']}" if row.get("tta_accuracy") is not None else "-"
+        return key, f"{100 * row['accuracy']:.2f}%", tta
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    if metrics.get("accuracy") is None:
+        return "-", "-", "-"
+    on = f"{card.get('dataset', '-')}.{metrics.get('split', '-')} (training run)"
+    if metrics.get("tta"):  # ferzoo weights pack's metrics: accuracy is with the card's tta
+        single = metrics.get("single_pass_accuracy")
+        return (on.replace("training run", "weights pack"), "-" if single is None else f"{100 * single:.2f}%",
+                f"{100 * metrics['accuracy']:.2f}% {metrics['tta']}")
+    return on, f"{100 * metrics['accuracy']:.2f}%", "-"
+
+
 def cmd_weights(args):
     import ferzoo
     from ferzoo import weights as W
 
-    print(f"{'name.tag':<28} {'source':<34} {'available':<12} {'data set':<12} {'split':<10} accuracy")
+    print(f"{'name.tag':<28} {'source':<34} {'available':<12} {'measured on':<28} {'one pass':>9}  with TTA")
     for name in ferzoo.list_models():
         registered = W.entries(name)
         for tag, where in sorted(W.known_tags(name).items()):
@@ -439,14 +460,14 @@ def cmd_weights(args):
             else:
                 card = registered[(name, tag)]
                 available = W.availability(name, tag, card)
-            metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
-            acc = metrics.get("accuracy")
-            print(f"{name + '.' + tag:<28} {where:<34} {available:<12} {str(card.get('dataset', '-')):<12} "
-                  f"{str(metrics.get('split', '-')):<10} {'-' if acc is None else f'{acc:.3f}'}")
+            on, single, tta = _measured(card)
+            print(f"{name + '.' + tag:<28} {where:<34} {available:<12} {on:<28} {single:>9}  {tta}")
     from ferzoo.backbones.pretrained import list_backbones
 
     for backbone, tag, _path in list_backbones():
-        print(f"{backbone + '.' + tag:<28} {'backbone store (init only)':<34} {'local':<12} {'-':<12} {'-':<10} -")
+        print(f"{backbone + '.' + tag:<28} {'backbone store (init only)':<34} {'local':<12} {'-':<28} {'-':>9}  -")
+    print("measured on: ferzoo benchmark --record (one pass, and with the card's test-time augmentation); "
+          "'training run': the run's own validation, not re-measured")
     return 0
 
 
@@ -541,7 +562,7 @@ def cmd_benchmark(args):
     result = run(args.items, dataset=args.dataset, data_dir=args.data_dir, split=args.split, output=args.output,
                  dataset_options=_kv(args.dataset_option), batch_size=args.batch_size,
                  latency_runs=args.latency_runs, progress=False if args.quiet else None, say=_say,
-                 ensemble=args.ensemble,
+                 ensemble=args.ensemble, record=args.record,
                  command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
     print(result["md"].read_text(), end="")
     _say(f"results written to {result['csv']} and {result['md']}")
@@ -565,6 +586,9 @@ def _add_benchmark_command(sub) -> None:
     s.add_argument("--ensemble", action="store_true",
                    help="add a row for the average of the weights' probabilities (each with its card's "
                         "test-time augmentation); needs two or more weights")
+    s.add_argument("--record", action="store_true",
+                   help="write each row into its weights' card (benchmarks[DATASET.SPLIT]) and registry entry: "
+                        "what ferzoo weights and the README show")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_benchmark)
 
@@ -1016,6 +1040,9 @@ def main(argv=None) -> int:
     # fix: exit 2 too; a failure while running (an input that cannot be read) is reported by the command, exit 1
     except (KeyError, ValueError, FileNotFoundError, NotImplementedError, PluginError) as exc:
         return error(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    except BrokenPipeError:  # `ferzoo weights | head`: the reader left; say nothing more, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

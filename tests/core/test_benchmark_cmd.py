@@ -132,6 +132,40 @@ def test_ensemble_row_averages_the_members_each_with_its_card(tmp_path, registry
     assert rows[-1]["model"] == "ensemble" and rows[0]["recall"].startswith("angry:")
 
 
+def test_record_writes_the_row_into_the_card_and_the_registry_entry(tmp_path, registry, capsys, monkeypatch):
+    import json
+
+    model, path = _store("synthetic")
+    W.save(model, path, dataset="synthetic", command="pytest", recipe="synthetic", ferzoo_version="test",
+           metrics={"split": "val", "accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.5})
+    catalogue = tmp_path / "zoo_registry.json"
+    catalogue.write_text(W.registry_path().read_text())
+    monkeypatch.setattr(W, "registry_path", lambda: catalogue)
+    W._zoo_registry_cached.cache_clear()
+    W.add_to_registry(path, "synthetic", license="test", dataset_terms="test", registry=catalogue,
+                      urls=["https://example.org/toy.weights.h5"])
+    argv = ["benchmark", "toy.synthetic", "--dataset", "synthetic", "--dataset-option", "size=16", "per_class=5",
+            "--output", str(tmp_path / "b"), "--latency-runs", "0", "--record", "--quiet"]
+    monkeypatch.setattr("sys.argv", ["ferzoo", *argv])
+    rc = main(argv)
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert f"toy.synthetic: recorded in {W.card_path_for(path)}" in err and "(toy.synthetic)" in err
+    (row,) = _rows(tmp_path / "b" / "results.csv")
+    card = json.loads(W.card_path_for(path).read_text())
+    entry = card["benchmarks"]["synthetic.val"]
+    assert entry["accuracy"] == pytest.approx(float(row["accuracy"]), abs=1e-6) and entry["tta"] == "none"
+    assert entry["examples"] == 35 and entry["command"].startswith("ferzoo benchmark") and len(entry["recall"]) == 7
+    assert W.sha256_of(path) == card["sha256"]  # the weights file itself is untouched
+    listed = json.loads(catalogue.read_text())["models"]["toy"]["weights"]["synthetic"]["benchmarks"]
+    assert listed == card["benchmarks"]
+    # ferzoo weights shows the recorded row, not the training run's figure
+    W._zoo_registry_cached.cache_clear()
+    assert main(["weights"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("toy.synthetic "))
+    assert "synthetic.val" in line and f"{100 * entry['accuracy']:.2f}%" in line and "training run" not in line
+
+
 def test_items_and_usage_errors_before_any_model_loads(tmp_path, registry, capsys, monkeypatch):
     _, path = _store("synthetic")
     pairs = B.parse_items([])

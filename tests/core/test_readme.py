@@ -108,3 +108,28 @@ def test_the_readme_links_every_docs_page_and_every_link_resolves():
             if re.match(r"[a-z]+:", target):
                 continue  # a URL
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links {target}, which does not exist"
+
+
+def test_the_models_table_quotes_the_recorded_benchmarks():
+    """Each shipped weights' figures in the README's models table are its card's `ferzoo benchmark --record` row
+    (one pass, then the card's test-time augmentation), to the hundredth of a point."""
+    import re
+
+    from ferzoo import weights as W
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Models and weights", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    shipped = [(line, re.search(r"shipped as `([a-z0-9_]+)\.([a-z0-9_-]+)`", line)) for line in rows]
+    shipped = [(line, m.groups()) for line, m in shipped if m]
+    assert len(shipped) >= 3, "the models table names no shipped weights"
+    entries = W.entries()
+    for line, (name, tag) in shipped:
+        card = entries[(name, tag)]
+        recorded = card.get("benchmarks", {}).get(f"{card['dataset']}.val")
+        assert recorded, f"{name}.{tag}: no ferzoo benchmark --record row on {card['dataset']}.val in its card"
+        single = re.search(r"one pass \*{0,2}([0-9.]+)%", line)
+        assert single and float(single.group(1)) == round(100 * recorded["accuracy"], 2), (name, tag, line)
+        if recorded.get("tta_accuracy") is not None:
+            with_tta = re.search(rf"\*{{0,2}}{recorded['tta']} ([0-9.]+)%", line)
+            assert with_tta and float(with_tta.group(1)) == round(100 * recorded["tta_accuracy"], 2), (name, tag)

@@ -149,7 +149,7 @@ def test_store_tag_round_trip_and_listing(registry, capsys):
     assert main(["weights"]) == 0
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("toy.mine"))
-    assert "local store" in line and "0.500" in line
+    assert "local store" in line and "50.00%" in line and "training run" in line
 
 
 def test_train_driver_result_loads_by_data_set_tag(registry):
