@@ -148,4 +148,8 @@ class DatasetSpec:
     splits: Sequence[str] = ("train", "val", "test")
     class_names: Sequence[str] | None = None
     homepage: str = ""
+    #: how the set's faces are framed, as a photo crop rule (``ferzoo.faces.FaceCrop`` fields: detector,
+    #: margin, align) where it is known; ``ferzoo train`` writes it into the card's ``input_spec.face_crop``, so
+    #: that ``predict`` cuts faces from photos the way the weights saw them
+    face_crop: Mapping[str, Any] | None = None
     plugin: str | None = None

@@ -704,6 +704,15 @@ def run_epochs(job: TrainJob, model, pipes: Pipelines, strat, chief: bool) -> tu
     return state, best_weights
 
 
+def _face_crop_of(dataset: str) -> dict | None:
+    """The data set's framing as a checked crop rule (``DatasetSpec.face_crop``), or ``None``."""
+    from .faces import FaceCrop
+    from .registry import get_registry
+
+    data = get_registry().dataset(dataset).face_crop
+    return None if data is None else FaceCrop.from_dict(data, f"data set {dataset!r}: face_crop").to_dict()
+
+
 def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, init_report, chief: bool,
           policy: str) -> dict:
     """Step 6: keep the best (or last) epoch's weights, report on the validation split (with the recipe's
@@ -723,6 +732,9 @@ def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, 
                   "precision": policy}
     if job.dataset_options:
         card["dataset_options"] = job.dataset_options
+    face_crop = _face_crop_of(job.dataset)
+    if face_crop is not None:  # how the training faces were framed: the rule predict cuts photos by
+        card["input_spec"] = {**model.input_spec_info.to_dict(), "face_crop": face_crop}
     if init_report is not None:
         card["init_from"] = {"source": str(job.init_from), **init_report}
     if getattr(model, "distillation", None) is not None:
