@@ -515,7 +515,7 @@ def _check_init_source(model_name: str, init_from: str, from_recipe: str | None 
 
 def read_data(job: TrainJob) -> TrainData:
     """Step 2: the train split (shuffled by its reader where it can) and the validation split, with the job's
-    reader options; ``limit`` keeps the first examples of each."""
+    reader options; ``limit`` keeps the first examples of each (the train split's first pass, kept in memory)."""
     import ferzoo
     from .data import class_names_of, with_class_names
 
@@ -531,7 +531,9 @@ def read_data(job: TrainJob) -> TrainData:
                          f"see --dataset-option and the recipe's dataset_options") from None
     class_names = class_names_of(train_ds)
     if job.limit:
-        train_ds = with_class_names(train_ds.take(job.limit), class_names)
+        # the same N examples every epoch: a reader that reshuffles its file table would give another N each
+        # pass (and a cached distillation's teachers would have seen other images), so the first pass is kept
+        train_ds = with_class_names(train_ds.take(job.limit).cache(), class_names)
         if val_ds is not None:
             val_ds = with_class_names(val_ds.take(job.limit), class_names_of(val_ds))
     return TrainData(train=train_ds, val=val_ds, class_names=list(class_names), reader_shuffled=reader_shuffled)
