@@ -133,3 +133,17 @@ def test_the_models_table_quotes_the_recorded_benchmarks():
         if recorded.get("tta_accuracy") is not None:
             with_tta = re.search(rf"\*{{0,2}}{recorded['tta']} ([0-9.]+)%", line)
             assert with_tta and float(with_tta.group(1)) == round(100 * recorded["tta_accuracy"], 2), (name, tag)
+
+
+def test_the_readme_says_what_the_shipped_weights_weigh():
+    import re
+
+    from ferzoo import weights as W
+
+    total = 0
+    for card in W.entries().values():
+        for source in card.get("sources", []):
+            if "package" in source:
+                total += W._package_file(source).stat().st_size
+    quoted = re.search(r"The shipped weights weigh ([0-9.]+) MB in all", (ROOT / "README.md").read_text())
+    assert quoted and float(quoted.group(1)) == round(total / 1e6, 1), total
