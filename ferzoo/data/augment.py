@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -172,353 +173,347 @@ def _shear_degrees(value) -> tuple[float, float]:
     return float(value), 0.0
 
 
-def _define_layers():
-    import keras
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomAffineTV(keras.layers.Layer):
+    """torchvision ``RandomAffine``: rotation, translation, scale and x/y shear about the image centre,
+    one transform per image, applied with probability ``p``. Angles in degrees."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomAffineTV(keras.layers.Layer):
-        """torchvision ``RandomAffine``: rotation, translation, scale and x/y shear about the image centre,
-        one transform per image, applied with probability ``p``. Angles in degrees."""
+    def __init__(self, degrees=0.0, translate=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), fill="constant",
+                 fill_value=0.0, p=1.0, interpolation="bilinear", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.degrees = float(degrees)
+        translate = (float(translate), float(translate)) if np.isscalar(translate) else tuple(translate)
+        self.translate = tuple(float(v) for v in translate)
+        self.scale = tuple(float(v) for v in scale)
+        self.shear = (float(shear), 0.0) if np.isscalar(shear) else tuple(float(v) for v in shear)
+        self.fill, self.fill_value, self.p = fill, float(fill_value), float(p)
+        self.interpolation = interpolation
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, degrees=0.0, translate=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), fill="constant",
-                     fill_value=0.0, p=1.0, interpolation="bilinear", seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.degrees = float(degrees)
-            translate = (float(translate), float(translate)) if np.isscalar(translate) else tuple(translate)
-            self.translate = tuple(float(v) for v in translate)
-            self.scale = tuple(float(v) for v in scale)
-            self.shear = (float(shear), 0.0) if np.isscalar(shear) else tuple(float(v) for v in shear)
-            self.fill, self.fill_value, self.p = fill, float(fill_value), float(p)
-            self.interpolation = interpolation
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images)
+        dtype = images.dtype if images.dtype.is_floating else tf.float32
+        x = tf.cast(images, dtype)
+        if self.p >= 1.0:
+            return self._warp(x)
+        # transform only the images drawn (probability p), leave the others untouched
+        pick = keras.random.uniform((tf.shape(x)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+        return _apply_to_subset(x, pick, self._warp)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            images = tf.convert_to_tensor(images)
-            dtype = images.dtype if images.dtype.is_floating else tf.float32
-            x = tf.cast(images, dtype)
-            if self.p >= 1.0:
-                return self._warp(x)
-            # transform only the images drawn (probability p), leave the others untouched
-            pick = keras.random.uniform((tf.shape(x)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
-            return _apply_to_subset(x, pick, self._warp)
+    def _warp(self, x):
+        dtype = x.dtype
+        b = tf.shape(x)[0]
+        hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
 
-        def _warp(self, x):
-            dtype = x.dtype
-            b = tf.shape(x)[0]
-            hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+        def u(lo, hi):
+            return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
 
-            def u(lo, hi):
-                return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+        rad = math.pi / 180.0
+        theta = u(-self.degrees, self.degrees) * rad
+        tx = tf.round(u(-self.translate[0], self.translate[0]) * wf)
+        ty = tf.round(u(-self.translate[1], self.translate[1]) * hf)
+        s = u(self.scale[0], self.scale[1])
+        shx = u(-self.shear[0], self.shear[0]) * rad
+        shy = u(-self.shear[1], self.shear[1]) * rad
+        cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+        zeros, ones = tf.zeros_like(s), tf.ones_like(s)
 
-            rad = math.pi / 180.0
-            theta = u(-self.degrees, self.degrees) * rad
-            tx = tf.round(u(-self.translate[0], self.translate[0]) * wf)
-            ty = tf.round(u(-self.translate[1], self.translate[1]) * hf)
-            s = u(self.scale[0], self.scale[1])
-            shx = u(-self.shear[0], self.shear[0]) * rad
-            shy = u(-self.shear[1], self.shear[1]) * rad
-            cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
-            zeros, ones = tf.zeros_like(s), tf.ones_like(s)
+        def mat(a, b_, c, d, e, f):
+            return tf.stack([tf.stack([a, b_, c], -1), tf.stack([d, e, f], -1),
+                             tf.stack([zeros, zeros, ones], -1)], -2)
 
-            def mat(a, b_, c, d, e, f):
-                return tf.stack([tf.stack([a, b_, c], -1), tf.stack([d, e, f], -1),
-                                 tf.stack([zeros, zeros, ones], -1)], -2)
+        cos, sin = tf.cos(theta), tf.sin(theta)
+        # forward map (input -> output): T(c + t) R S Sh T(-c)
+        fwd = (mat(ones, zeros, cx + tx, zeros, ones, cy + ty)
+               @ mat(cos * s, -sin * s, zeros, sin * s, cos * s, zeros)
+               @ mat(ones, tf.tan(shx), zeros, tf.tan(shy), ones, zeros)
+               @ mat(ones, zeros, -cx * ones, zeros, ones, -cy * ones))
+        inv = tf.linalg.inv(fwd)
+        transform = tf.reshape(inv, (-1, 9))[:, :8] / inv[:, 2:3, 2]
+        out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation=self.interpolation,
+                                               fill_mode=self.fill, fill_value=self.fill_value)
+        return tf.cast(out, dtype)
 
-            cos, sin = tf.cos(theta), tf.sin(theta)
-            # forward map (input -> output): T(c + t) R S Sh T(-c)
-            fwd = (mat(ones, zeros, cx + tx, zeros, ones, cy + ty)
-                   @ mat(cos * s, -sin * s, zeros, sin * s, cos * s, zeros)
-                   @ mat(ones, tf.tan(shx), zeros, tf.tan(shy), ones, zeros)
-                   @ mat(ones, zeros, -cx * ones, zeros, ones, -cy * ones))
-            inv = tf.linalg.inv(fwd)
-            transform = tf.reshape(inv, (-1, 9))[:, :8] / inv[:, 2:3, 2]
-            out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation=self.interpolation,
-                                                   fill_mode=self.fill, fill_value=self.fill_value)
-            return tf.cast(out, dtype)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "degrees": self.degrees, "translate": self.translate,
+                "scale": self.scale, "shear": self.shear, "fill": self.fill, "fill_value": self.fill_value,
+                "p": self.p, "interpolation": self.interpolation, "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "degrees": self.degrees, "translate": self.translate,
-                    "scale": self.scale, "shear": self.shear, "fill": self.fill, "fill_value": self.fill_value,
-                    "p": self.p, "interpolation": self.interpolation, "seed": self.seed}
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomErasingTV(keras.layers.Layer):
+    """torchvision ``RandomErasing(p, scale, ratio, value)`` on a batch, each image independently."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomErasingTV(keras.layers.Layer):
-        """torchvision ``RandomErasing(p, scale, ratio, value)`` on a batch, each image independently."""
+    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, attempts=10, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"random_erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
+                             f"got scale={scale}, ratio={ratio}")
+        if not 0 <= p <= 1:
+            raise ValueError(f"random_erasing: p must be in [0, 1], got {p}")
+        self.p, self.scale, self.ratio = float(p), tuple(map(float, scale)), tuple(map(float, ratio))
+        self.value = value if isinstance(value, str) else (
+            [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value))
+        if isinstance(self.value, str) and self.value != "random":
+            raise ValueError(f"random_erasing: value must be a number, a list or 'random', got {value!r}")
+        self.attempts, self.seed = int(attempts), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, attempts=10, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
-                raise ValueError(f"random_erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
-                                 f"got scale={scale}, ratio={ratio}")
-            if not 0 <= p <= 1:
-                raise ValueError(f"random_erasing: p must be in [0, 1], got {p}")
-            self.p, self.scale, self.ratio = float(p), tuple(map(float, scale)), tuple(map(float, ratio))
-            self.value = value if isinstance(value, str) else (
-                [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value))
-            if isinstance(self.value, str) and self.value != "random":
-                raise ValueError(f"random_erasing: value must be a number, a list or 'random', got {value!r}")
-            self.attempts, self.seed = int(attempts), seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training or self.p == 0:
+            return images
+        x = tf.convert_to_tensor(images)
+        dtype = x.dtype
+        b = tf.shape(x)[0]
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        k = self.attempts
 
-        def call(self, images, training=True):
-            if not training or self.p == 0:
-                return images
-            x = tf.convert_to_tensor(images)
-            dtype = x.dtype
-            b = tf.shape(x)[0]
-            h, w = tf.shape(x)[1], tf.shape(x)[2]
-            hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-            k = self.attempts
+        def u(shape, lo=0.0, hi=1.0):
+            return keras.random.uniform(shape, lo, hi, seed=self.seed_generator)
 
-            def u(shape, lo=0.0, hi=1.0):
-                return keras.random.uniform(shape, lo, hi, seed=self.seed_generator)
+        target = u((b, k), self.scale[0], self.scale[1]) * hf * wf
+        aspect = tf.exp(u((b, k), math.log(self.ratio[0]), math.log(self.ratio[1])))
+        eh = tf.round(tf.sqrt(target * aspect))
+        ew = tf.round(tf.sqrt(target / aspect))
+        valid = (eh < hf) & (ew < wf)
+        first = tf.argmax(tf.cast(valid, tf.int32), axis=1, output_type=tf.int32)
+        eh = tf.gather(eh, first, batch_dims=1)
+        ew = tf.gather(ew, first, batch_dims=1)
+        apply = tf.reduce_any(valid, axis=1) & (u((b,)) < self.p)
+        top = tf.floor(u((b,)) * (hf - eh + 1.0))
+        left = tf.floor(u((b,)) * (wf - ew + 1.0))
+        rows = tf.cast(tf.range(h), tf.float32)[None, :]
+        cols = tf.cast(tf.range(w), tf.float32)[None, :]
+        in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+        in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+        mask = in_r[:, :, None] & in_c[:, None, :] & apply[:, None, None]
+        if self.value == "random":
+            fill = tf.cast(u(tf.shape(x), 0.0, 255.0), dtype)
+        else:
+            fill = tf.cast(tf.broadcast_to(tf.constant(self.value, tf.float32), [tf.shape(x)[-1]]), dtype)
+        return tf.where(mask[..., None], fill, x)
 
-            target = u((b, k), self.scale[0], self.scale[1]) * hf * wf
-            aspect = tf.exp(u((b, k), math.log(self.ratio[0]), math.log(self.ratio[1])))
-            eh = tf.round(tf.sqrt(target * aspect))
-            ew = tf.round(tf.sqrt(target / aspect))
-            valid = (eh < hf) & (ew < wf)
-            first = tf.argmax(tf.cast(valid, tf.int32), axis=1, output_type=tf.int32)
-            eh = tf.gather(eh, first, batch_dims=1)
-            ew = tf.gather(ew, first, batch_dims=1)
-            apply = tf.reduce_any(valid, axis=1) & (u((b,)) < self.p)
-            top = tf.floor(u((b,)) * (hf - eh + 1.0))
-            left = tf.floor(u((b,)) * (wf - ew + 1.0))
-            rows = tf.cast(tf.range(h), tf.float32)[None, :]
-            cols = tf.cast(tf.range(w), tf.float32)[None, :]
-            in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
-            in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
-            mask = in_r[:, :, None] & in_c[:, None, :] & apply[:, None, None]
-            if self.value == "random":
-                fill = tf.cast(u(tf.shape(x), 0.0, 255.0), dtype)
-            else:
-                fill = tf.cast(tf.broadcast_to(tf.constant(self.value, tf.float32), [tf.shape(x)[-1]]), dtype)
-            return tf.where(mask[..., None], fill, x)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "scale": self.scale, "ratio": self.ratio,
+                "value": self.value, "attempts": self.attempts, "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "p": self.p, "scale": self.scale, "ratio": self.ratio,
-                    "value": self.value, "attempts": self.attempts, "seed": self.seed}
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomHorizontalFlip(keras.layers.Layer):
+    """Mirror each image left-right with probability 0.5 (one select; cheaper than RandomFlip)."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomHorizontalFlip(keras.layers.Layer):
-        """Mirror each image left-right with probability 0.5 (one select; cheaper than RandomFlip)."""
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training:
+            return images
+        x = tf.convert_to_tensor(images)
+        flip = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), 0.0, 1.0, seed=self.seed_generator) < 0.5
+        return tf.where(flip, tf.reverse(x, axis=[2]), x)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            x = tf.convert_to_tensor(images)
-            flip = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), 0.0, 1.0, seed=self.seed_generator) < 0.5
-            return tf.where(flip, tf.reverse(x, axis=[2]), x)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "seed": self.seed}
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomPadCrop(keras.layers.Layer):
+    """Zero-pad by ``padding`` and crop back to size at a random offset, independently per image
+    (= a random integer shift in [-padding, padding] with zero fill)."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomPadCrop(keras.layers.Layer):
-        """Zero-pad by ``padding`` and crop back to size at a random offset, independently per image
-        (= a random integer shift in [-padding, padding] with zero fill)."""
+    def __init__(self, padding, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding, self.seed = int(padding), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, padding, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.padding, self.seed = int(padding), seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training or self.padding == 0:
+            return images
+        x = tf.convert_to_tensor(images)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        b = tf.shape(x)[0]
+        p = float(self.padding)
+        shift = tf.floor(keras.random.uniform((b, 2), -p, p + 1.0, seed=self.seed_generator))
+        zeros, ones = tf.zeros((b,)), tf.ones((b,))
+        # output (x, y) reads input (x + dx, y + dy)
+        transform = tf.stack([ones, zeros, shift[:, 0], zeros, ones, shift[:, 1], zeros, zeros], axis=1)
+        out = keras.ops.image.affine_transform(tf.cast(x, dtype), tf.cast(transform, dtype),
+                                               interpolation="nearest", fill_mode="constant", fill_value=0)
+        return tf.cast(out, dtype)
 
-        def call(self, images, training=True):
-            if not training or self.padding == 0:
-                return images
-            x = tf.convert_to_tensor(images)
-            dtype = x.dtype if x.dtype.is_floating else tf.float32
-            b = tf.shape(x)[0]
-            p = float(self.padding)
-            shift = tf.floor(keras.random.uniform((b, 2), -p, p + 1.0, seed=self.seed_generator))
-            zeros, ones = tf.zeros((b,)), tf.ones((b,))
-            # output (x, y) reads input (x + dx, y + dy)
-            transform = tf.stack([ones, zeros, shift[:, 0], zeros, ones, shift[:, 1], zeros, zeros], axis=1)
-            out = keras.ops.image.affine_transform(tf.cast(x, dtype), tf.cast(transform, dtype),
-                                                   interpolation="nearest", fill_mode="constant", fill_value=0)
-            return tf.cast(out, dtype)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+class RandomApply(keras.layers.Layer):
+    """Apply a list of layers to each image of a batch with probability ``p`` (else leave it)."""
 
-    class RandomApply(keras.layers.Layer):
-        """Apply a list of layers to each image of a batch with probability ``p`` (else leave it)."""
+    def __init__(self, layers, p=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = list(layers)
+        self.p = float(p)
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, layers, p=0.5, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.inner = list(layers)
-            self.p = float(p)
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            images = tf.convert_to_tensor(images)
+        def run(x):
+            for layer in self.inner:
+                x = layer(x, training=True)
+            return x
 
-            def run(x):
-                for layer in self.inner:
-                    x = layer(x, training=True)
-                return x
+        pick = keras.random.uniform((tf.shape(images)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+        return _apply_to_subset(images, pick, run)
 
-            pick = keras.random.uniform((tf.shape(images)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
-            return _apply_to_subset(images, pick, run)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomBoxJitter(keras.layers.Layer):
+    """The crop box of a face jittered as a detector's box varies: per image, the box's side is scaled by
+    U(lo, hi) and its centre moved by U(-shift, shift) box sides in x and y; the uncovered border is
+    filled by ``reflect`` or ``nearest``. Applied to each image with probability ``p``."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomBoxJitter(keras.layers.Layer):
-        """The crop box of a face jittered as a detector's box varies: per image, the box's side is scaled by
-        U(lo, hi) and its centre moved by U(-shift, shift) box sides in x and y; the uncovered border is
-        filled by ``reflect`` or ``nearest``. Applied to each image with probability ``p``."""
+    def __init__(self, scale=(1.0, 1.0), shift=0.0, fill="reflect", p=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        scale = tuple(float(v) for v in scale)
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"box_jitter: scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}")
+        if not 0 <= float(shift) < 1:
+            raise ValueError(f"box_jitter: shift must be a fraction in [0, 1), got {shift!r}")
+        if fill not in ("reflect", "nearest"):
+            raise ValueError(f"box_jitter: fill must be 'reflect' or 'nearest', got {fill!r}")
+        if not 0 <= float(p) <= 1:
+            raise ValueError(f"box_jitter: p must be in [0, 1], got {p!r}")
+        self.scale, self.shift, self.fill, self.p, self.seed = scale, float(shift), fill, float(p), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, scale=(1.0, 1.0), shift=0.0, fill="reflect", p=1.0, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            scale = tuple(float(v) for v in scale)
-            if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-                raise ValueError(f"box_jitter: scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}")
-            if not 0 <= float(shift) < 1:
-                raise ValueError(f"box_jitter: shift must be a fraction in [0, 1), got {shift!r}")
-            if fill not in ("reflect", "nearest"):
-                raise ValueError(f"box_jitter: fill must be 'reflect' or 'nearest', got {fill!r}")
-            if not 0 <= float(p) <= 1:
-                raise ValueError(f"box_jitter: p must be in [0, 1], got {p!r}")
-            self.scale, self.shift, self.fill, self.p, self.seed = scale, float(shift), fill, float(p), seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training or self.p == 0:
+            return images
+        x = tf.convert_to_tensor(images)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        x = tf.cast(x, dtype)
+        b = tf.shape(x)[0]
+        hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
 
-        def call(self, images, training=True):
-            if not training or self.p == 0:
-                return images
-            x = tf.convert_to_tensor(images)
-            dtype = x.dtype if x.dtype.is_floating else tf.float32
-            x = tf.cast(x, dtype)
-            b = tf.shape(x)[0]
-            hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+        def u(lo, hi):
+            return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
 
-            def u(lo, hi):
-                return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+        s = u(self.scale[0], self.scale[1])
+        dx = u(-self.shift, self.shift) * wf
+        dy = u(-self.shift, self.shift) * hf
+        keep = u(0.0, 1.0) >= self.p  # images left as they are
+        s = tf.where(keep, tf.ones_like(s), s)
+        dx = tf.where(keep, tf.zeros_like(dx), dx)
+        dy = tf.where(keep, tf.zeros_like(dy), dy)
+        cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+        zeros = tf.zeros_like(s)
+        # output pixel (x, y) reads the input at centre + s * ((x, y) - centre) + (dx, dy)
+        transform = tf.stack([s, zeros, cx * (1.0 - s) + dx, zeros, s, cy * (1.0 - s) + dy, zeros, zeros], 1)
+        out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation="bilinear",
+                                               fill_mode=self.fill)
+        return tf.cast(out, dtype)
 
-            s = u(self.scale[0], self.scale[1])
-            dx = u(-self.shift, self.shift) * wf
-            dy = u(-self.shift, self.shift) * hf
-            keep = u(0.0, 1.0) >= self.p  # images left as they are
-            s = tf.where(keep, tf.ones_like(s), s)
-            dx = tf.where(keep, tf.zeros_like(dx), dx)
-            dy = tf.where(keep, tf.zeros_like(dy), dy)
-            cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
-            zeros = tf.zeros_like(s)
-            # output pixel (x, y) reads the input at centre + s * ((x, y) - centre) + (dx, dy)
-            transform = tf.stack([s, zeros, cx * (1.0 - s) + dx, zeros, s, cy * (1.0 - s) + dy, zeros, zeros], 1)
-            out = keras.ops.image.affine_transform(x, tf.cast(transform, dtype), interpolation="bilinear",
-                                                   fill_mode=self.fill)
-            return tf.cast(out, dtype)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "shift": self.shift, "fill": self.fill,
+                "p": self.p, "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "scale": self.scale, "shift": self.shift, "fill": self.fill,
-                    "p": self.p, "seed": self.seed}
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomGaussianBlur(keras.layers.Layer):
+    """Gaussian blur with sigma U(lo, hi) drawn per image, applied with probability ``p`` (the others get
+    the identity kernel); separable, radius ceil(3 hi), symmetric padding at the edges."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomGaussianBlur(keras.layers.Layer):
-        """Gaussian blur with sigma U(lo, hi) drawn per image, applied with probability ``p`` (the others get
-        the identity kernel); separable, radius ceil(3 hi), symmetric padding at the edges."""
+    def __init__(self, sigma=(0.1, 1.0), p=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        sigma = tuple(float(v) for v in sigma)
+        if len(sigma) != 2 or not 0 <= sigma[0] <= sigma[1]:
+            raise ValueError(f"blur: sigma must be [lo, hi] with 0 <= lo <= hi, got {list(sigma)}")
+        if not 0 <= float(p) <= 1:
+            raise ValueError(f"blur: p must be in [0, 1], got {p!r}")
+        self.sigma, self.p, self.seed = sigma, float(p), seed
+        self.radius = max(1, int(math.ceil(3.0 * sigma[1])))
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, sigma=(0.1, 1.0), p=0.5, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            sigma = tuple(float(v) for v in sigma)
-            if len(sigma) != 2 or not 0 <= sigma[0] <= sigma[1]:
-                raise ValueError(f"blur: sigma must be [lo, hi] with 0 <= lo <= hi, got {list(sigma)}")
-            if not 0 <= float(p) <= 1:
-                raise ValueError(f"blur: p must be in [0, 1], got {p!r}")
-            self.sigma, self.p, self.seed = sigma, float(p), seed
-            self.radius = max(1, int(math.ceil(3.0 * sigma[1])))
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training or self.p == 0 or self.sigma[1] == 0:
+            return images
+        x = tf.convert_to_tensor(images)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        x = tf.cast(x, tf.float32)
+        b = tf.shape(x)[0]
+        r = self.radius
+        sigma = keras.random.uniform((b,), self.sigma[0], self.sigma[1], seed=self.seed_generator)
+        apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+        sigma = tf.where(apply, tf.maximum(sigma, 1e-3), 1e-3 * tf.ones_like(sigma))
+        taps = tf.range(-r, r + 1, dtype=tf.float32)
+        kernel = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None]))
+        kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, 2r + 1)
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
+        padded = tf.pad(x, [[0, 0], [r, r], [0, 0], [0, 0]], mode="SYMMETRIC")
+        rows = tf.add_n([kernel[:, k, None, None, None] * padded[:, k:k + h] for k in range(2 * r + 1)])
+        padded = tf.pad(rows, [[0, 0], [0, 0], [r, r], [0, 0]], mode="SYMMETRIC")
+        out = tf.add_n([kernel[:, k, None, None, None] * padded[:, :, k:k + w] for k in range(2 * r + 1)])
+        return tf.cast(out, dtype)
 
-        def call(self, images, training=True):
-            if not training or self.p == 0 or self.sigma[1] == 0:
-                return images
-            x = tf.convert_to_tensor(images)
-            dtype = x.dtype if x.dtype.is_floating else tf.float32
-            x = tf.cast(x, tf.float32)
-            b = tf.shape(x)[0]
-            r = self.radius
-            sigma = keras.random.uniform((b,), self.sigma[0], self.sigma[1], seed=self.seed_generator)
-            apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
-            sigma = tf.where(apply, tf.maximum(sigma, 1e-3), 1e-3 * tf.ones_like(sigma))
-            taps = tf.range(-r, r + 1, dtype=tf.float32)
-            kernel = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None]))
-            kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (B, 2r + 1)
-            h, w = tf.shape(x)[1], tf.shape(x)[2]
-            padded = tf.pad(x, [[0, 0], [r, r], [0, 0], [0, 0]], mode="SYMMETRIC")
-            rows = tf.add_n([kernel[:, k, None, None, None] * padded[:, k:k + h] for k in range(2 * r + 1)])
-            padded = tf.pad(rows, [[0, 0], [0, 0], [r, r], [0, 0]], mode="SYMMETRIC")
-            out = tf.add_n([kernel[:, k, None, None, None] * padded[:, :, k:k + w] for k in range(2 * r + 1)])
-            return tf.cast(out, dtype)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma, "p": self.p, "seed": self.seed}
 
-        def get_config(self):
-            return {**super().get_config(), "sigma": self.sigma, "p": self.p, "seed": self.seed}
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomGamma(keras.layers.Layer):
+    """x -> 255 (x / 255) ** g per image, g log-uniform in ``gamma`` = (lo, hi), with probability ``p``."""
 
-    @keras.saving.register_keras_serializable(package="ferzoo")
-    class RandomGamma(keras.layers.Layer):
-        """x -> 255 (x / 255) ** g per image, g log-uniform in ``gamma`` = (lo, hi), with probability ``p``."""
+    def __init__(self, gamma=(0.7, 1.4), p=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        gamma = tuple(float(v) for v in gamma)
+        if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
+            raise ValueError(f"gamma: range must be [lo, hi] with 0 < lo <= hi, got {list(gamma)}")
+        if not 0 <= float(p) <= 1:
+            raise ValueError(f"gamma: p must be in [0, 1], got {p!r}")
+        self.gamma, self.p, self.seed = gamma, float(p), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def __init__(self, gamma=(0.7, 1.4), p=0.5, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            gamma = tuple(float(v) for v in gamma)
-            if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
-                raise ValueError(f"gamma: range must be [lo, hi] with 0 < lo <= hi, got {list(gamma)}")
-            if not 0 <= float(p) <= 1:
-                raise ValueError(f"gamma: p must be in [0, 1], got {p!r}")
-            self.gamma, self.p, self.seed = gamma, float(p), seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
+    def call(self, images, training=True):
+        if not training or self.p == 0:
+            return images
+        x = tf.convert_to_tensor(images)
+        dtype = x.dtype if x.dtype.is_floating else tf.float32
+        x = tf.cast(x, tf.float32)
+        b = tf.shape(x)[0]
+        g = tf.exp(keras.random.uniform((b,), math.log(self.gamma[0]), math.log(self.gamma[1]),
+                                        seed=self.seed_generator))
+        apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+        g = tf.where(apply, g, tf.ones_like(g))[:, None, None, None]
+        out = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), g)
+        return tf.cast(out, dtype)
 
-        def call(self, images, training=True):
-            if not training or self.p == 0:
-                return images
-            x = tf.convert_to_tensor(images)
-            dtype = x.dtype if x.dtype.is_floating else tf.float32
-            x = tf.cast(x, tf.float32)
-            b = tf.shape(x)[0]
-            g = tf.exp(keras.random.uniform((b,), math.log(self.gamma[0]), math.log(self.gamma[1]),
-                                            seed=self.seed_generator))
-            apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
-            g = tf.where(apply, g, tf.ones_like(g))[:, None, None, None]
-            out = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), g)
-            return tf.cast(out, dtype)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "gamma": self.gamma, "p": self.p, "seed": self.seed}
-
-    return (RandomAffineTV, RandomErasingTV, RandomApply, RandomPadCrop, RandomHorizontalFlip, RandomBoxJitter,
-            RandomGaussianBlur, RandomGamma)
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "p": self.p, "seed": self.seed}
 
 
 def _apply_to_subset(x, pick, fn):
@@ -530,48 +525,6 @@ def _apply_to_subset(x, pick, fn):
         return tf.tensor_scatter_nd_update(x, idx, out)
 
     return tf.cond(tf.size(idx) > 0, some, lambda: tf.identity(x))
-
-
-_CLASSES = None
-
-
-def _classes():
-    global _CLASSES
-    if _CLASSES is None:
-        _CLASSES = _define_layers()
-    return _CLASSES
-
-
-def RandomAffineTV(*args, **kwargs):  # noqa: N802 - a layer factory
-    return _classes()[0](*args, **kwargs)
-
-
-def RandomErasingTV(*args, **kwargs):  # noqa: N802
-    return _classes()[1](*args, **kwargs)
-
-
-def RandomApply(*args, **kwargs):  # noqa: N802
-    return _classes()[2](*args, **kwargs)
-
-
-def RandomPadCrop(*args, **kwargs):  # noqa: N802
-    return _classes()[3](*args, **kwargs)
-
-
-def RandomHorizontalFlip(*args, **kwargs):  # noqa: N802
-    return _classes()[4](*args, **kwargs)
-
-
-def RandomBoxJitter(*args, **kwargs):  # noqa: N802
-    return _classes()[5](*args, **kwargs)
-
-
-def RandomGaussianBlur(*args, **kwargs):  # noqa: N802
-    return _classes()[6](*args, **kwargs)
-
-
-def RandomGamma(*args, **kwargs):  # noqa: N802
-    return _classes()[7](*args, **kwargs)
 
 
 def apply_sampler(ds: tf.data.Dataset, sampler, seed: int = 0) -> tf.data.Dataset:
