@@ -431,9 +431,12 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
             if ensemble:
                 members.append((label, row, scores))
             if record:
-                for where in record_row(row, path, name=name, tag=None if W._looks_like_path(tag) else tag,
-                                        scores=scores):
+                places = record_row(row, path, name=name, tag=None if W._looks_like_path(tag) else tag,
+                                    scores=scores)
+                for where in places:
                     say(f"{label}: recorded in {where}")
+                if not places:
+                    say(f"{label}: not recorded: no card file beside {path} and no registry entry of this file")
         except Exception as exc:  # noqa: BLE001 - one broken model must not stop the leaderboard
             row["error"] = _one_line(exc)
             say(f"{label}: failed: {row['error']}")
