@@ -219,6 +219,17 @@ def _predict_pass(model, data, tta) -> tuple:
     return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
 
 
+def _class_match(prob_names: Sequence[str], shared: Sequence[str], data_names: Sequence[str]):
+    """``(columns, to_shared)``: the columns of ``shared`` classes among probabilities over ``prob_names``, and
+    each data label's index among ``shared`` (-1 for a class outside it). Classes are matched by name."""
+    import numpy as np
+
+    shared = list(shared)
+    columns = np.asarray([list(prob_names).index(n) for n in shared])
+    to_shared = np.asarray([shared.index(n) if n in shared else -1 for n in data_names])
+    return columns, to_shared
+
+
 def evaluate_shared(model, data, data_names: Sequence[str]) -> dict:
     """Scores of ``model`` on ``data`` (batched, labels index ``data_names``) over the classes both know:
     ``single`` and ``tta`` reports (``tta`` None when the card names no augmentation), ``dropped_classes`` (the
@@ -232,8 +243,7 @@ def evaluate_shared(model, data, data_names: Sequence[str]) -> dict:
     if not shared:
         raise ValueError(f"the model's classes {names} and the data's {list(data_names)} have none in common")
     dropped = [n for n in names if n not in data_names]
-    columns = np.asarray([names.index(n) for n in shared])
-    to_shared = np.asarray([shared.index(n) if n in shared else -1 for n in data_names])
+    columns, to_shared = _class_match(names, shared, data_names)
     out = {"dropped_classes": dropped, "shared_classes": shared}
     for key, tta in (("single", None), ("tta", model.tta)):
         if key == "tta" and tta is None:
@@ -283,8 +293,7 @@ def ensemble_row(members: Sequence[tuple[str, dict, dict]], data_names: Sequence
     for _, _, scores in members:
         known.update(scores["shared_classes"])
     shared = [n for n in names if n in known]
-    columns = np.asarray([names.index(n) for n in shared])
-    to_shared = np.asarray([shared.index(n) if n in shared else -1 for n in names])
+    columns, to_shared = _class_match(names, shared, names)
     target = to_shared[labels]
     keep = target >= 0
     reports = {}
