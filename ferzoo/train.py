@@ -242,10 +242,10 @@ class _Run:
 
         state = self.state()
         folder = self.root / state["folder"]
-        model.load_weights(str(folder / "model.weights.h5"))
         opt = model.optimizer
-        if not opt.built:
+        if not opt.built:  # built first, so the weights file's optimizer entries have variables to load into
             opt.build(model.trainable_variables)
+        model.load_weights(str(folder / "model.weights.h5"))
         with np.load(folder / "optimizer.npz") as data:
             values = [data[f"arr_{i}"] for i in range(len(data.files))]
         if len(values) != len(opt.variables):
