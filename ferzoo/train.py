@@ -580,9 +580,11 @@ def make_pipelines(job: TrainJob, data: TrainData, model, strat) -> Pipelines:
 
     augment = None
     if rec.get("augmentation"):
-        from .data.augment import build_augmentation
+        from .data.augment import build_augmentation, describe_augmentation
 
         augment = build_augmentation(rec["augmentation"], shape, seed=job.seed)
+        say(f"augmentation: {describe_augmentation(rec['augmentation'])} (recipe {job.recipe_name!r} over the "
+            f"default recipe, key by key; a key set to null is off)")
     sampled = data.train
     if rec.get("sampler"):
         from .data.augment import apply_sampler

@@ -81,6 +81,27 @@ def build_augmentation(spec: Mapping, input_shape: Sequence[int], seed: int | No
     return apply
 
 
+def describe_augmentation(spec: Mapping | None) -> str:
+    """The operations a recipe's ``augmentation`` switches on (in :data:`KNOWN`'s order), one ``name value`` each
+    (``"flip, rotation 8, contrast 0.2"``; ``"none"``): what ``ferzoo train`` prints, so that keys inherited
+    from the default recipe (recipes merge key by key) are visible before the first epoch."""
+    on = [(k, v) for k, v in (spec or {}).items() if v not in (None, False, 0, {}, [])]
+    if not on:
+        return "none"
+    order = {k: i for i, k in enumerate(KNOWN)}
+
+    def text(value):
+        if value is True:
+            return ""
+        if isinstance(value, Mapping):
+            return " {" + ", ".join(f"{k} {text(v).strip() or 'true'}" for k, v in value.items()) + "}"
+        if isinstance(value, (list, tuple)):
+            return " [" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
+        return f" {value:g}" if isinstance(value, float) else f" {value}"
+
+    return ", ".join(f"{k}{text(v)}" for k, v in sorted(on, key=lambda kv: order.get(kv[0], len(order))))
+
+
 def _layers(spec: Mapping, input_shape: Sequence[int], seed: int | None):
     import keras
 

@@ -103,8 +103,11 @@ class _KeysPlugin:
             min_size=8, default_config={"width": 4, "dropout": 0.0}, mean=(0.5,), std=(0.25,),
             recipes={"default": {"optimizer": {"class_name": "sgd", "config": {"learning_rate": 0.05}},
                                  "epochs": 1, "batch_size": 8, "val_split": "val",
-                                 "dataset_options": {"num_classes": 3, "per_class": 4, "size": 16}},
+                                 "dataset_options": {"num_classes": 3, "per_class": 4, "size": 16},
+                                 "augmentation": {"flip": True, "rotation": 10}},
                      "finetune": {"init_from": "base"},
+                     "contrast": {"augmentation": {"contrast": 0.2}},
+                     "contrast_only": {"augmentation": {"contrast": 0.2, "flip": None, "rotation": None}},
                      "missing": {"init_from": "nope"},
                      "plateau2": {"protocol": {"reduce_on_plateau": {"monitor": "val_loss", "factor": 0.5,
                                                                      "patience": 2, "min_delta": 1e9}}},
@@ -263,3 +266,24 @@ def test_published_weights_come_from_the_plugins_recipe_not_from_core_code(regis
     with pytest.raises(WeightsError, match=r"the authors publish them as keys.pth \(example.org/keys\): "
                                                          r"`ferzoo convert keys_toy keys.pth --tag published`"):
         ferzoo.load("keys_toy", weights="published")
+
+
+# -- the augmentation a run uses is printed, inherited keys included ------------------------------------------------
+def test_train_prints_the_merged_augmentation_before_the_first_epoch(registry, tmp_path):
+    """Recipes merge key by key: a recipe naming only ``contrast`` keeps the default's flip and rotation. The
+    driver says so before training; a key set to null is off."""
+    registry.register(_KeysPlugin(), name="keys_plugin")
+    for recipe, expected in [("contrast", "augmentation: flip, rotation 10, contrast 0.2 (recipe 'contrast'"),
+                             ("contrast_only", "augmentation: contrast 0.2 (recipe 'contrast_only'")]:
+        lines = []
+        train("keys_toy", dataset="synthetic", recipe=recipe, verbose=0, limit=8, output=str(tmp_path / recipe),
+              say=lines.append)
+        assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_describe_augmentation_names_each_operation_with_its_setting():
+    from ferzoo.data.augment import describe_augmentation
+
+    assert describe_augmentation(None) == "none" == describe_augmentation({"flip": False, "rotation": None})
+    assert describe_augmentation({"box_jitter": {"scale": [0.8, 1.2], "p": 0.5}, "flip": True}) == \
+        "flip, box_jitter {scale [0.8, 1.2], p 0.5}"
