@@ -360,15 +360,16 @@ def record_row(row: dict, path, *, name: str, tag: str | None, scores: dict | No
         card.setdefault("benchmarks", {})[key] = entry
         W.write_json_atomic(card_file, card)
         written.append(str(card_file))
-    registry = W.registry_path()
-    data = json.loads(registry.read_text())
-    registered = data["models"].get(name, {}).get("weights", {}).get(tag) if tag else None
-    if registered is not None and registered.get("sha256") == row.get("sha256"):
+
+    def put(data: dict) -> bool:  # only into the entry that describes the same file
+        registered = data["models"].get(name, {}).get("weights", {}).get(tag) if tag else None
+        if registered is None or registered.get("sha256") != row.get("sha256"):
+            return False
         registered.setdefault("benchmarks", {})[key] = entry
-        W.validate_registry(data, str(registry))
-        W.write_json_atomic(registry, data)
-        W._zoo_registry_cached.cache_clear()
-        written.append(f"{registry} ({name}.{tag})")
+        return True
+
+    if W.update_registry(put):
+        written.append(f"{W.registry_path()} ({name}.{tag})")
     return written
 
 

@@ -54,7 +54,7 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 #: The embedded default: the model and weights ``ferzoo predict`` / ``ferzoo explain`` use when none are named
 #: (shipped inside the package, so they work offline on a fresh machine). Defined here only; a line is printed
@@ -840,10 +840,21 @@ def sync_registry(path: str | os.PathLike | None = None, models: list[str] | Non
     """Refresh each model's plugin, description and paper in ``zoo_registry.json`` from the loaded plugins,
     keeping its weight entries; atomic. Returns the new catalogue. (Recipes are not copied here: they live
     in their plugin only, and each weight card records the recipe that trained it.)"""
+    out = {}
+
+    def refresh(data: dict) -> bool:
+        _refresh_models(data, models)
+        out.update(data)
+        return True
+
+    update_registry(refresh, path)
+    return out
+
+
+def _refresh_models(data: dict, models: list[str] | None = None) -> None:
+    """In place: each model's plugin, description and paper from the loaded plugins, weight entries kept."""
     import ferzoo
 
-    path = Path(path) if path else registry_path()
-    data = json.loads(path.read_text()) if path.exists() else {"format_version": 1, "models": {}}
     for name in models or ferzoo.list_models():
         spec = ferzoo.model_info(name)
         entry = data["models"].setdefault(name, {"plugin": spec.plugin, "weights": {}})
@@ -851,10 +862,6 @@ def sync_registry(path: str | os.PathLike | None = None, models: list[str] | Non
         entry.setdefault("weights", {})
         data["models"][name] = {k: entry[k] for k in ("plugin", "description", "paper", "weights")}
     data["models"] = dict(sorted(data["models"].items()))
-    validate_registry(data, str(path))
-    write_json_atomic(path, data)
-    _zoo_registry_cached.cache_clear()
-    return data
 
 
 def half_precision_copy(source: str | os.PathLike, output: str | os.PathLike, check_images=None, *,
@@ -943,14 +950,30 @@ def add_to_registry(weights_path: str | os.PathLike, tag: str, *, license: str, 
     if metrics_command and isinstance(card.get("metrics"), dict):
         card["metrics"]["command"] = metrics_command
     model = card["model"]
+
+    def put(data: dict) -> bool:
+        if model not in data["models"]:
+            _refresh_models(data, [model])
+        data["models"][model]["weights"][tag] = card
+        return True
+
+    update_registry(put, target)
+    return card
+
+
+def update_registry(change: Callable[[dict], bool], registry: str | os.PathLike | None = None) -> bool:
+    """Read ``registry`` (default: the package's ``zoo_registry.json``), let ``change`` edit the data in place
+    (it returns whether it changed anything), then schema-check and write it atomically and forget the cached
+    copy. The one read-validate-write of the registry (``ferzoo weights add``, ``ferzoo benchmark --record``).
+    Returns whether it was written."""
+    target = Path(registry) if registry else registry_path()
     data = json.loads(target.read_text()) if target.exists() else {"format_version": 1, "models": {}}
-    if model not in data["models"]:
-        data = sync_registry(target, models=[model])
-    data["models"][model]["weights"][tag] = card
+    if not change(data):
+        return False
     validate_registry(data, str(target))
     write_json_atomic(target, data)
     _zoo_registry_cached.cache_clear()
-    return card
+    return True
 
 
 # -- packing trained weights for shipping ------------------------------------------------------------------------
