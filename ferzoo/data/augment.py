@@ -195,13 +195,48 @@ def _shear_degrees(value) -> tuple[float, float]:
 
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomAffineTV(keras.layers.Layer):
+class _RandomLayer(keras.layers.Layer):
+    """What every random augmentation layer here shares: a seed and its generator, the identity outside
+    training (and when :meth:`is_identity` says the settings do nothing), the input shape kept, and a config
+    of the constructor arguments (:meth:`settings`) plus the seed. Subclasses implement :meth:`augment`."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def uniform(self, shape, lo=0.0, hi=1.0):
+        return keras.random.uniform(shape, lo, hi, seed=self.seed_generator)
+
+    def is_identity(self) -> bool:
+        return False
+
+    def call(self, images, training=True):
+        if not training or self.is_identity():
+            return images
+        return self.augment(tf.convert_to_tensor(images))
+
+    def augment(self, x):
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        return {}
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="ferzoo")
+class RandomAffineTV(_RandomLayer):
     """torchvision ``RandomAffine``: rotation, translation, scale and x/y shear about the image centre,
     one transform per image, applied with probability ``p``. Angles in degrees."""
 
     def __init__(self, degrees=0.0, translate=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), fill="constant",
                  fill_value=0.0, p=1.0, interpolation="bilinear", seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.degrees = float(degrees)
         translate = (float(translate), float(translate)) if np.isscalar(translate) else tuple(translate)
         self.translate = tuple(float(v) for v in translate)
@@ -209,19 +244,14 @@ class RandomAffineTV(keras.layers.Layer):
         self.shear = (float(shear), 0.0) if np.isscalar(shear) else tuple(float(v) for v in shear)
         self.fill, self.fill_value, self.p = fill, float(fill_value), float(p)
         self.interpolation = interpolation
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, images, training=True):
-        if not training:
-            return images
-        images = tf.convert_to_tensor(images)
+    def augment(self, images):
         dtype = images.dtype if images.dtype.is_floating else tf.float32
         x = tf.cast(images, dtype)
         if self.p >= 1.0:
             return self._warp(x)
         # transform only the images drawn (probability p), leave the others untouched
-        pick = keras.random.uniform((tf.shape(x)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+        pick = self.uniform((tf.shape(x)[0],)) < self.p
         return _apply_to_subset(x, pick, self._warp)
 
     def _warp(self, x):
@@ -230,7 +260,7 @@ class RandomAffineTV(keras.layers.Layer):
         hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
 
         def u(lo, hi):
-            return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+            return self.uniform((b,), lo, hi)
 
         rad = math.pi / 180.0
         theta = u(-self.degrees, self.degrees) * rad
@@ -258,20 +288,17 @@ class RandomAffineTV(keras.layers.Layer):
                                                fill_mode=self.fill, fill_value=self.fill_value)
         return tf.cast(out, dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def settings(self):
+        return {"degrees": self.degrees, "translate": self.translate, "scale": self.scale, "shear": self.shear,
+                "fill": self.fill, "fill_value": self.fill_value, "p": self.p, "interpolation": self.interpolation}
 
-    def get_config(self):
-        return {**super().get_config(), "degrees": self.degrees, "translate": self.translate,
-                "scale": self.scale, "shear": self.shear, "fill": self.fill, "fill_value": self.fill_value,
-                "p": self.p, "interpolation": self.interpolation, "seed": self.seed}
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomErasingTV(keras.layers.Layer):
+class RandomErasingTV(_RandomLayer):
     """torchvision ``RandomErasing(p, scale, ratio, value)`` on a batch, each image independently."""
 
     def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, attempts=10, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
             raise ValueError(f"random_erasing: need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
                              f"got scale={scale}, ratio={ratio}")
@@ -282,22 +309,17 @@ class RandomErasingTV(keras.layers.Layer):
             [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value))
         if isinstance(self.value, str) and self.value != "random":
             raise ValueError(f"random_erasing: value must be a number, a list or 'random', got {value!r}")
-        self.attempts, self.seed = int(attempts), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.attempts = int(attempts)
 
-    def call(self, images, training=True):
-        if not training or self.p == 0:
-            return images
-        x = tf.convert_to_tensor(images)
+    def is_identity(self):
+        return self.p == 0
+
+    def augment(self, x):
         dtype = x.dtype
         b = tf.shape(x)[0]
         h, w = tf.shape(x)[1], tf.shape(x)[2]
         hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-        k = self.attempts
-
-        def u(shape, lo=0.0, hi=1.0):
-            return keras.random.uniform(shape, lo, hi, seed=self.seed_generator)
-
+        k, u = self.attempts, self.uniform
         target = u((b, k), self.scale[0], self.scale[1]) * hf * wf
         aspect = tf.exp(u((b, k), math.log(self.ratio[0]), math.log(self.ratio[1])))
         eh = tf.round(tf.sqrt(target * aspect))
@@ -320,53 +342,37 @@ class RandomErasingTV(keras.layers.Layer):
             fill = tf.cast(tf.broadcast_to(tf.constant(self.value, tf.float32), [tf.shape(x)[-1]]), dtype)
         return tf.where(mask[..., None], fill, x)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def settings(self):
+        return {"p": self.p, "scale": self.scale, "ratio": self.ratio, "value": self.value,
+                "attempts": self.attempts}
 
-    def get_config(self):
-        return {**super().get_config(), "p": self.p, "scale": self.scale, "ratio": self.ratio,
-                "value": self.value, "attempts": self.attempts, "seed": self.seed}
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomHorizontalFlip(keras.layers.Layer):
+class RandomHorizontalFlip(_RandomLayer):
     """Mirror each image left-right with probability 0.5 (one select; cheaper than RandomFlip)."""
 
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=True):
-        if not training:
-            return images
-        x = tf.convert_to_tensor(images)
-        flip = keras.random.uniform((tf.shape(x)[0], 1, 1, 1), 0.0, 1.0, seed=self.seed_generator) < 0.5
+    def augment(self, x):
+        flip = self.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.5
         return tf.where(flip, tf.reverse(x, axis=[2]), x)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomPadCrop(keras.layers.Layer):
+class RandomPadCrop(_RandomLayer):
     """Zero-pad by ``padding`` and crop back to size at a random offset, independently per image
     (= a random integer shift in [-padding, padding] with zero fill)."""
 
     def __init__(self, padding, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.padding, self.seed = int(padding), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        super().__init__(seed=seed, **kwargs)
+        self.padding = int(padding)
 
-    def call(self, images, training=True):
-        if not training or self.padding == 0:
-            return images
-        x = tf.convert_to_tensor(images)
+    def is_identity(self):
+        return self.padding == 0
+
+    def augment(self, x):
         dtype = x.dtype if x.dtype.is_floating else tf.float32
         b = tf.shape(x)[0]
         p = float(self.padding)
-        shift = tf.floor(keras.random.uniform((b, 2), -p, p + 1.0, seed=self.seed_generator))
+        shift = tf.floor(self.uniform((b, 2), -p, p + 1.0))
         zeros, ones = tf.zeros((b,)), tf.ones((b,))
         # output (x, y) reads input (x + dx, y + dy)
         transform = tf.stack([ones, zeros, shift[:, 0], zeros, ones, shift[:, 1], zeros, zeros], axis=1)
@@ -374,45 +380,37 @@ class RandomPadCrop(keras.layers.Layer):
                                                interpolation="nearest", fill_mode="constant", fill_value=0)
         return tf.cast(out, dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def settings(self):
+        return {"padding": self.padding}
 
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding, "seed": self.seed}
 
-class RandomApply(keras.layers.Layer):
-    """Apply a list of layers to each image of a batch with probability ``p`` (else leave it)."""
+class RandomApply(_RandomLayer):
+    """Apply a list of layers to each image of a batch with probability ``p`` (else leave it). Built by
+    :func:`build_augmentation` from a recipe; not serialisable on its own (it holds other layers)."""
 
     def __init__(self, layers, p=0.5, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.inner = list(layers)
         self.p = float(p)
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, images, training=True):
-        if not training:
-            return images
-        images = tf.convert_to_tensor(images)
-
+    def augment(self, images):
         def run(x):
             for layer in self.inner:
                 x = layer(x, training=True)
             return x
 
-        pick = keras.random.uniform((tf.shape(images)[0],), 0.0, 1.0, seed=self.seed_generator) < self.p
+        pick = self.uniform((tf.shape(images)[0],)) < self.p
         return _apply_to_subset(images, pick, run)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomBoxJitter(keras.layers.Layer):
+class RandomBoxJitter(_RandomLayer):
     """The crop box of a face jittered as a detector's box varies: per image, the box's side is scaled by
     U(lo, hi) and its centre moved by U(-shift, shift) box sides in x and y; the uncovered border is
     filled by ``reflect`` or ``nearest``. Applied to each image with probability ``p``."""
 
     def __init__(self, scale=(1.0, 1.0), shift=0.0, fill="reflect", p=1.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         scale = tuple(float(v) for v in scale)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             raise ValueError(f"box_jitter: scale must be [lo, hi] with 0 < lo <= hi, got {list(scale)}")
@@ -422,20 +420,19 @@ class RandomBoxJitter(keras.layers.Layer):
             raise ValueError(f"box_jitter: fill must be 'reflect' or 'nearest', got {fill!r}")
         if not 0 <= float(p) <= 1:
             raise ValueError(f"box_jitter: p must be in [0, 1], got {p!r}")
-        self.scale, self.shift, self.fill, self.p, self.seed = scale, float(shift), fill, float(p), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.scale, self.shift, self.fill, self.p = scale, float(shift), fill, float(p)
 
-    def call(self, images, training=True):
-        if not training or self.p == 0:
-            return images
-        x = tf.convert_to_tensor(images)
+    def is_identity(self):
+        return self.p == 0
+
+    def augment(self, x):
         dtype = x.dtype if x.dtype.is_floating else tf.float32
         x = tf.cast(x, dtype)
         b = tf.shape(x)[0]
         hf, wf = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
 
         def u(lo, hi):
-            return keras.random.uniform((b,), lo, hi, seed=self.seed_generator)
+            return self.uniform((b,), lo, hi)
 
         s = u(self.scale[0], self.scale[1])
         dx = u(-self.shift, self.shift) * wf
@@ -452,39 +449,35 @@ class RandomBoxJitter(keras.layers.Layer):
                                                fill_mode=self.fill)
         return tf.cast(out, dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def settings(self):
+        return {"scale": self.scale, "shift": self.shift, "fill": self.fill, "p": self.p}
 
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "shift": self.shift, "fill": self.fill,
-                "p": self.p, "seed": self.seed}
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomGaussianBlur(keras.layers.Layer):
+class RandomGaussianBlur(_RandomLayer):
     """Gaussian blur with sigma U(lo, hi) drawn per image, applied with probability ``p`` (the others get
     the identity kernel); separable, radius ceil(3 hi), symmetric padding at the edges."""
 
     def __init__(self, sigma=(0.1, 1.0), p=0.5, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         sigma = tuple(float(v) for v in sigma)
         if len(sigma) != 2 or not 0 <= sigma[0] <= sigma[1]:
             raise ValueError(f"blur: sigma must be [lo, hi] with 0 <= lo <= hi, got {list(sigma)}")
         if not 0 <= float(p) <= 1:
             raise ValueError(f"blur: p must be in [0, 1], got {p!r}")
-        self.sigma, self.p, self.seed = sigma, float(p), seed
+        self.sigma, self.p = sigma, float(p)
         self.radius = max(1, int(math.ceil(3.0 * sigma[1])))
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, images, training=True):
-        if not training or self.p == 0 or self.sigma[1] == 0:
-            return images
-        x = tf.convert_to_tensor(images)
+    def is_identity(self):
+        return self.p == 0 or self.sigma[1] == 0
+
+    def augment(self, x):
         dtype = x.dtype if x.dtype.is_floating else tf.float32
         x = tf.cast(x, tf.float32)
         b = tf.shape(x)[0]
         r = self.radius
-        sigma = keras.random.uniform((b,), self.sigma[0], self.sigma[1], seed=self.seed_generator)
-        apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+        sigma = self.uniform((b,), self.sigma[0], self.sigma[1])
+        apply = self.uniform((b,)) < self.p
         sigma = tf.where(apply, tf.maximum(sigma, 1e-3), 1e-3 * tf.ones_like(sigma))
         taps = tf.range(-r, r + 1, dtype=tf.float32)
         kernel = tf.exp(-tf.square(taps)[None, :] / (2.0 * tf.square(sigma)[:, None]))
@@ -496,45 +489,38 @@ class RandomGaussianBlur(keras.layers.Layer):
         out = tf.add_n([kernel[:, k, None, None, None] * padded[:, :, k:k + w] for k in range(2 * r + 1)])
         return tf.cast(out, dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def settings(self):
+        return {"sigma": self.sigma, "p": self.p}
 
-    def get_config(self):
-        return {**super().get_config(), "sigma": self.sigma, "p": self.p, "seed": self.seed}
 
 @keras.saving.register_keras_serializable(package="ferzoo")
-class RandomGamma(keras.layers.Layer):
+class RandomGamma(_RandomLayer):
     """x -> 255 (x / 255) ** g per image, g log-uniform in ``gamma`` = (lo, hi), with probability ``p``."""
 
     def __init__(self, gamma=(0.7, 1.4), p=0.5, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         gamma = tuple(float(v) for v in gamma)
         if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
             raise ValueError(f"gamma: range must be [lo, hi] with 0 < lo <= hi, got {list(gamma)}")
         if not 0 <= float(p) <= 1:
             raise ValueError(f"gamma: p must be in [0, 1], got {p!r}")
-        self.gamma, self.p, self.seed = gamma, float(p), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.gamma, self.p = gamma, float(p)
 
-    def call(self, images, training=True):
-        if not training or self.p == 0:
-            return images
-        x = tf.convert_to_tensor(images)
+    def is_identity(self):
+        return self.p == 0
+
+    def augment(self, x):
         dtype = x.dtype if x.dtype.is_floating else tf.float32
         x = tf.cast(x, tf.float32)
         b = tf.shape(x)[0]
-        g = tf.exp(keras.random.uniform((b,), math.log(self.gamma[0]), math.log(self.gamma[1]),
-                                        seed=self.seed_generator))
-        apply = keras.random.uniform((b,), 0.0, 1.0, seed=self.seed_generator) < self.p
+        g = tf.exp(self.uniform((b,), math.log(self.gamma[0]), math.log(self.gamma[1])))
+        apply = self.uniform((b,)) < self.p
         g = tf.where(apply, g, tf.ones_like(g))[:, None, None, None]
         out = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 0.0, 1.0), g)
         return tf.cast(out, dtype)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "gamma": self.gamma, "p": self.p, "seed": self.seed}
+    def settings(self):
+        return {"gamma": self.gamma, "p": self.p}
 
 
 def _apply_to_subset(x, pick, fn):
