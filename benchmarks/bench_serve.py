@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=10, help="requests per client (default 10)")
     p.add_argument("--photo-requests", type=int, default=4, help="photo endpoint requests per client (default 4)")
-    p.add_argument("--tta", choices=["card", "none"], default="card",
+    p.add_argument("--tta", choices=["card", "none", "flip", "tencrop"], default="card",
                    help="the started server's --tta (default card: the weights' test-time augmentation)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)

@@ -984,7 +984,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many images of the data set's val split the parity check uses (default 64)")
     s.set_defaults(fn=cmd_export)
 
-    from ferzoo.serve import DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_WAIT_MS, DEFAULT_PORT
+    from ferzoo.serve import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_WAIT_MS, DEFAULT_PORT,
+                              SERVE_TTA)
 
     s = sub.add_parser("serve", help="HTTP service: TensorFlow Serving's REST API, a photo endpoint, a web page")
     s.add_argument("--model", action="append", metavar="NAME",
@@ -999,8 +1000,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"how long a request waits for others to share its pass (default {DEFAULT_MAX_WAIT_MS:g})")
     s.add_argument("--max-body-mb", type=_positive_number, default=DEFAULT_MAX_BODY_MB, metavar="MB",
                    help=f"larger request bodies are refused (413) before they are read (default {DEFAULT_MAX_BODY_MB:g})")
-    s.add_argument("--tta", choices=["card", "none"], default="card",
-                   help="test-time augmentation: the weights' card's (default, as ferzoo predict) or one pass")
+    s.add_argument("--tta", choices=SERVE_TTA, default="card",
+                   help="test-time augmentation: the weights' card's (default, as ferzoo predict), or none (one "
+                        "pass), flip (two) or tencrop (ten) for every model")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("convert", help="convert published (e.g. PyTorch) weights into ferzoo weights")

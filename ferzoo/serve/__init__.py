@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB = "127.0.0.1", 8501, 32, 20.0
 #: how long the first request of a batch waits for others to join it
 DEFAULT_MAX_WAIT_MS = 5.0
+#: ``--tta``: the card's test-time augmentation, or one for every model served (ferzoo.recipes.TTA_OPTIONS)
+SERVE_TTA = ("card", "none", "flip", "tencrop")
 
 
 def _say_default(line: str) -> None:
@@ -54,7 +56,8 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
                 warm_up: bool = True, tta: str = "card"):
     """``[(model, weights), ...]`` -> the :class:`ferzoo.serve.app.ServedModel` list (each loaded once; a
     model named twice is served as ``model.tag`` the second time). ``(None, None)``: the default model.
-    ``tta``: ``"card"`` (the weights' test-time augmentation, as ``ferzoo predict``) or ``"none"`` (one pass)."""
+    ``tta``: ``"card"`` (the weights' test-time augmentation, as ``ferzoo predict``), or one of
+    :data:`ferzoo.recipes.TTA_OPTIONS` for every model (``"none"``: one pass; ``"flip"``: two; ``"tencrop"``: ten)."""
     from ..faces import FaceDetector
     from ..predict import load_model, weights_label
     from .app import ServedModel
@@ -65,9 +68,10 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
     served, names = [], set()
     for model_name, weights in pairs or [(None, None)]:
         model = load_model(model_name, weights, say)
-        if tta == "none" and model.tta:
-            say(f"{model.model_name}: one pass per image (--tta none; the card's is {model.tta})")
-            model.tta = None
+        wanted = model.tta if tta == "card" else (None if tta == "none" else tta)
+        if wanted != model.tta:
+            say(f"{model.model_name}: --tta {tta} (the card's is {model.tta or 'none'})")
+            model.tta = wanted
         label = weights_label(model)
         name = model.model_name if model.model_name not in names else label
         if name in names:
@@ -100,8 +104,8 @@ def serve(models: Sequence[tuple[str | None, str | None]] = ((None, None),), *, 
     say = say or _say_default
     if max_batch < 1:
         raise ValueError(f"--max-batch: must be an integer >= 1, got {max_batch}")
-    if tta not in ("card", "none"):
-        raise ValueError(f"--tta: card or none, got {tta!r}")
+    if tta not in SERVE_TTA:
+        raise ValueError(f"--tta: one of {', '.join(SERVE_TTA)}, got {tta!r}")
     if not max_body_mb > 0:
         raise ValueError(f"--max-body-mb: must be a number > 0, got {max_body_mb}")
     check_address(host, port)

@@ -394,7 +394,7 @@ def test_several_models_each_answer_for_itself_and_the_first_is_the_default():
     (["--port", "70000"], "--port"),
     (["--max-batch", "0"], "--max-batch"),
     (["--max-body-mb", "0"], "--max-body-mb"),
-    (["--tta", "tencrop"], "--tta"),
+    (["--tta", "twelve"], "--tta"),
     (["--model", "nope"], "--model"),
     (["--model", "deep_emotion"], "needs weights"),
     (["--model", "deep_emotion", "--weights", "nope"], "--weights"),
@@ -436,3 +436,24 @@ def test_serve_refuses_a_busy_port_and_warns_for_every_interface(monkeypatch, ca
     with pytest.raises(ValueError, match="stop here"):
         S.serve(host="127.0.0.1", port=free_port(), say=said.append)
     assert not said
+
+
+@pytest.mark.parametrize("tta", ["card", "none", "flip", "tencrop"])
+def test_serve_tta_sets_each_served_models_test_time_augmentation(tta):
+    """``--tta card`` keeps the card's; the others apply to every model, and a change from the card's is
+    printed."""
+    import ferzoo
+    import ferzoo.serve as S
+    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
+
+    card_tta = ferzoo.load(DEFAULT_MODEL, weights=DEFAULT_WEIGHTS).tta
+    expected = card_tta if tta == "card" else (None if tta == "none" else tta)
+    said = []
+    served = S.load_models([(None, None)], tta=tta, warm_up=False, say=said.append)
+    try:
+        assert served[0].model.tta == expected
+        assert any(f"--tta {tta} (the card's is {card_tta or 'none'})" in line for line in said) == \
+            (expected != card_tta)
+    finally:
+        for s in served:
+            s.close()
