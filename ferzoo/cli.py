@@ -993,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", action="append", metavar="TAG|FILE", help="weights of the --model before it")
     s.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0 warns)")
-    s.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT} (TF Serving's REST port)")
+    s.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT} (TF Serving's REST port); 0: a free port, printed")
     s.add_argument("--max-batch", type=_int_at_least(1), default=DEFAULT_MAX_BATCH, metavar="N",
                    help=f"images of concurrent requests classified in one pass, at most (default {DEFAULT_MAX_BATCH})")
     s.add_argument("--max-wait-ms", type=_positive_number, default=DEFAULT_MAX_WAIT_MS, metavar="MS",

@@ -27,6 +27,12 @@ def _say_default(line: str) -> None:
 def check_address(host: str, port: int) -> None:
     """Raise ``ValueError`` naming ``--host`` / ``--port`` when the address cannot be bound (before any model
     loads)."""
+    open_listener(host, port).close()
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening (``port`` 0: a free port the system picks; the
+    socket's ``getsockname()`` says which). Errors are ``ValueError`` naming ``--host`` / ``--port``."""
     if not 0 <= int(port) <= 65535:
         raise ValueError(f"--port: must be 0..65535, got {port}")
     try:
@@ -34,12 +40,15 @@ def check_address(host: str, port: int) -> None:
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r}: not an address of this machine ({exc.strerror})") from None
     family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(address)
-        except OSError as exc:
-            raise ValueError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
+    return sock
 
 
 def is_loopback(host: str) -> bool:
@@ -108,17 +117,20 @@ def serve(models: Sequence[tuple[str | None, str | None]] = ((None, None),), *, 
         raise ValueError(f"--tta: one of {', '.join(SERVE_TTA)}, got {tta!r}")
     if not max_body_mb > 0:
         raise ValueError(f"--max-body-mb: must be a number > 0, got {max_body_mb}")
-    check_address(host, port)
-    if not is_loopback(host):
-        say(f"warning: --host {host} listens beyond this machine: anyone who can reach it can use the models "
-            f"(there is no authentication); the default is {DEFAULT_HOST}")
-    served = load_models(models, max_batch=max_batch, max_wait_ms=max_wait_ms, say=say, tta=tta)
-    app = create_app(served, max_body_mb=max_body_mb)
-    shown = f"[{host}]" if ":" in host else host
-    say(f"serving {', '.join(s.name for s in served)} (default {served[0].name}) on http://{shown}:{port}/ "
-        f"(max batch {max_batch}, body limit {max_body_mb:g} MB); Ctrl-C stops")
+    listener = open_listener(host, port)  # held from here on: the port cannot be taken while models load
+    served = []
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if not is_loopback(host):
+            say(f"warning: --host {host} listens beyond this machine: anyone who can reach it can use the models "
+                f"(there is no authentication); the default is {DEFAULT_HOST}")
+        served = load_models(models, max_batch=max_batch, max_wait_ms=max_wait_ms, say=say, tta=tta)
+        app = create_app(served, max_body_mb=max_body_mb)
+        shown = f"[{host}]" if ":" in host else host
+        bound = listener.getsockname()[1]  # --port 0: the free port the system picked
+        say(f"serving {', '.join(s.name for s in served)} (default {served[0].name}) on http://{shown}:{bound}/ "
+            f"(max batch {max_batch}, body limit {max_body_mb:g} MB); Ctrl-C stops")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
     finally:
         for s in served:
             s.close()
+        listener.close()
