@@ -19,7 +19,9 @@ pytest.importorskip("uvicorn")
 
 from serve_fixtures import free_port, running_server  # noqa: E402
 
-MODEL = "daf_cnn_compact"
+from ferzoo.weights import DEFAULT_MODEL as MODEL  # noqa: E402  (what `ferzoo serve` serves with no --model)
+from ferzoo.weights import DEFAULT_WEIGHTS as WEIGHTS  # noqa: E402
+
 MAX_BODY_MB = 1
 
 
@@ -39,7 +41,7 @@ def client(server):
 def keras_model():
     import ferzoo
 
-    return ferzoo.load(MODEL, weights="fer2013")
+    return ferzoo.load(MODEL, weights=WEIGHTS)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -309,23 +311,23 @@ def test_server_stays_up_after_bad_requests_and_answers_under_load(client, keras
 
 
 # -- the TensorFlow Serving export, called with the same bodies -----------------------------------------------
-def test_export_for_tf_serving_answers_the_server_requests_alike(client, tmp_path, capsys):
+def test_export_for_tf_serving_answers_the_server_requests_alike(client, keras_model, tmp_path, capsys):
     import tensorflow as tf
 
     from ferzoo.cli import main
     from ferzoo.export import export
 
     out = tmp_path / "models"
-    assert main(["export", MODEL, "--weights", "fer2013", "--format", "savedmodel", "--output", str(out)]) == 0
+    assert main(["export", MODEL, "--weights", WEIGHTS, "--format", "savedmodel", "--output", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     version = out / MODEL / "1"
     assert report["output"] == str(version) and (version / "saved_model.pb").exists()
     assert report["serving_command"] == (f"tensorflow_model_server --rest_api_port=8501 --model_name={MODEL} "
                                          f"--model_base_path={(out / MODEL).resolve()}")
-    assert report["tta"].startswith("tencrop") and report["parity"]["max_abs_diff"] < 1e-4
+    assert report["tta"].startswith(keras_model.tta or "none") and report["parity"]["max_abs_diff"] < 1e-4
     # a second export is version 2; version 1 is left as it was
     stamp = (version / "saved_model.pb").stat().st_mtime_ns
-    again = export(MODEL, weights="fer2013", format="savedmodel", output=out, layout="serving", tta="none",
+    again = export(MODEL, weights=WEIGHTS, format="savedmodel", output=out, layout="serving", tta="none",
                    check=False)
     assert again["output"] == str(out / MODEL / "2") and again["tta"] == "none"
     assert (version / "saved_model.pb").stat().st_mtime_ns == stamp
@@ -444,9 +446,8 @@ def test_serve_tta_sets_each_served_models_test_time_augmentation(tta):
     printed."""
     import ferzoo
     import ferzoo.serve as S
-    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
 
-    card_tta = ferzoo.load(DEFAULT_MODEL, weights=DEFAULT_WEIGHTS).tta
+    card_tta = ferzoo.load(MODEL, weights=WEIGHTS).tta
     expected = card_tta if tta == "card" else (None if tta == "none" else tta)
     said = []
     served = S.load_models([(None, None)], tta=tta, warm_up=False, say=said.append)
