@@ -14,6 +14,7 @@ import ferzoo
 from ferzoo import faces as F
 from ferzoo import plots
 from ferzoo import predict as P
+from ferzoo import weights as W
 from ferzoo.cli import main
 
 
@@ -365,7 +366,7 @@ def test_detect_takes_images_in_memory_and_keeps_the_model_loaded(monkeypatch):
     ferzoo.detect(photo, model="deep_emotion", weights="fer2013", say=quiet)
     ferzoo.detect(photo, model="deep_emotion", weights="fer2013", say=quiet)
     ferzoo.detect(photo, say=quiet)
-    assert loads == [("daf_cnn_compact", "fer2013"), ("deep_emotion", "fer2013")]
+    assert loads == [(W.DEFAULT_MODEL, W.DEFAULT_WEIGHTS), ("deep_emotion", "fer2013")]
     with pytest.raises(ValueError, match="not a numpy array or PIL image"):
         ferzoo.detect([str(path)])
     P.clear_cache()
