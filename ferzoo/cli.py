@@ -489,7 +489,7 @@ def cmd_weights_command(args):
         out = W.half_precision_copy(args.weights_path, args.output, tta="card" if args.tta is None else args.tta,
                                     note=args.note)
         card = W.read_card(out)
-        print(f"wrote {out} ({card['size'] / 2 ** 20:.2f} MB, float16 arrays; top-1 agreement with the float32 "
+        print(f"wrote {out} ({card['size'] / 1e6:.2f} MB, float16 arrays; top-1 agreement with the float32 "
               f"file on {card['half_check']['n']} check images: {card['half_check']['top1_agreement']:.1%})")
     elif args.weights_command == "set-tta":
         card = W.set_card_tta(args.weights_path, None if args.tta == "none" else args.tta, note=args.note)
@@ -502,7 +502,7 @@ def cmd_weights_command(args):
                      max_drop=args.max_drop, batch_size=args.batch_size, say=_say,
                      command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
         card = W.read_card(out)
-        print(f"wrote {out} ({card['storage_dtype']}, {card['size'] / 2 ** 20:.2f} MB; {card['metrics']['split']} "
+        print(f"wrote {out} ({card['storage_dtype']}, {card['size'] / 1e6:.2f} MB; {card['metrics']['split']} "
               f"accuracy {100 * card['metrics']['accuracy']:.2f}% with tta {card['metrics']['tta'] or 'none'}; "
               f"sha256 {card['sha256'][:16]}...)")
     return 0

@@ -1067,7 +1067,7 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
             sizes[storage] = files[storage].stat().st_size
             stored = load_file(name, files[storage], card, verify=False)
             results[storage] = measure(stored, data)
-            say(f"{storage} storage ({sizes[storage] / 2 ** 20:.2f} MB): " + _accuracies_text(results[storage]))
+            say(f"{storage} storage ({sizes[storage] / 1e6:.2f} MB): " + _accuracies_text(results[storage]))
 
         trial(INT8)
         drop = 100 * (results[source_storage][protocol]["accuracy"] - results[INT8][protocol]["accuracy"])
