@@ -17,9 +17,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
 
 
 def _batch1_call(interp, image):
@@ -38,14 +39,7 @@ def _batch1_call(interp, image):
 
 
 def _median_ms(fn, runs: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, runs, warmup)
 
 
 def _faces(model, data_dir, split: str, limit: int):

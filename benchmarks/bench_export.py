@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -25,16 +24,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
+
 
 def _median_ms(fn, runs: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, runs, warmup)
 
 
 def bench_model(name: str, weights: str | None, runs: int, threads: int, calibration: int, input_shape=None) -> list[dict]:
