@@ -60,7 +60,7 @@ from typing import Any, Callable, Mapping
 #: (shipped inside the package, so they work offline on a fresh machine). Defined here only; a line is printed
 #: whenever they stand in.
 DEFAULT_MODEL = "daf_cnn_compact"
-DEFAULT_WEIGHTS = "fer2013"
+DEFAULT_WEIGHTS = "fer2013_kd"
 
 CARD_SUFFIX = ".json"
 WEIGHTS_SUFFIX = ".weights.h5"

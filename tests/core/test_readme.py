@@ -135,6 +135,19 @@ def test_the_models_table_quotes_the_recorded_benchmarks():
             assert with_tta and float(with_tta.group(1)) == round(100 * recorded["tta_accuracy"], 2), (name, tag)
 
 
+def test_the_first_paragraph_quotes_the_defaults_recorded_benchmark():
+    """The README's opening figures for the embedded default are its card's `ferzoo benchmark --record` row."""
+    from ferzoo import weights as W
+
+    intro = README.read_text().split("## ", 1)[0]
+    row = W.resolve(W.DEFAULT_MODEL, W.DEFAULT_WEIGHTS)[1]["benchmarks"]["fer2013.val"]
+    tta = re.search(r"([0-9.]+)% on its PublicTest split with ten-crop averaging", intro)
+    single = re.search(r"([0-9.]+)% in a\s+single pass", intro)
+    assert row["tta"] == "tencrop" and tta and single, "the README's first paragraph no longer quotes the default"
+    assert float(tta.group(1)) == round(100 * row["tta_accuracy"], 2)
+    assert float(single.group(1)) == round(100 * row["accuracy"], 2)
+
+
 def test_the_readme_says_what_the_shipped_weights_weigh():
     import re
 

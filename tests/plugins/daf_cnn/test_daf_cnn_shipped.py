@@ -1,4 +1,4 @@
-"""The shipped compact weights (``daf_cnn_compact.fer2013``, the embedded default): offline, small, card-driven
+"""The compact weights shipped first (``daf_cnn_compact.fer2013``, the embedded default until 2026-12-05): offline, small, card-driven
 ten-crop averaging, a real smiling face called happy, and a TFLite export that agrees with Keras; with
 ``-m slow`` and the real FER-2013 (``FERZOO_FER2013_DIR``, default ``../shared/datasets/fer2013``), the
 card's val accuracy."""
