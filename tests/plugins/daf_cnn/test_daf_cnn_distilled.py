@@ -4,7 +4,6 @@ chose it), it calls the bundled smiling face happy and exports to TFLite with th
 and the real FER-2013 (``FERZOO_FER2013_DIR``, default ``../shared/datasets/fer2013``) it reproduces the
 benchmark row recorded in its card."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +58,8 @@ def test_the_default_calls_the_bundled_smiling_face_happy_and_exports_alike(dist
 
 
 @pytest.mark.slow
-def test_the_distilled_default_reproduces_its_recorded_benchmark_on_real_fer2013_val(distilled):
-    data_dir = Path(os.environ.get("FERZOO_FER2013_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets"
-                                   / "fer2013"))
-    if not (data_dir / "val").is_dir() and not (data_dir / "PublicTest").is_dir():
-        pytest.skip(f"real FER-2013 not at {data_dir} (set FERZOO_FER2013_DIR)")
+def test_the_distilled_default_reproduces_its_recorded_benchmark_on_real_fer2013_val(distilled, real_fer2013_dir):
+    data_dir = real_fer2013_dir
     row = W.resolve("daf_cnn_compact", TAG)[1]["benchmarks"]["fer2013.val"]
     ds = ferzoo.get_dataset("fer2013", data_dir=str(data_dir), split="val")
     tencrop = distilled.evaluate(ds, verbose=0)

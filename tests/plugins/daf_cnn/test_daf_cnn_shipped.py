@@ -3,7 +3,6 @@ ten-crop averaging, a real smiling face called happy, and a TFLite export that a
 ``-m slow`` and the real FER-2013 (``FERZOO_FER2013_DIR``, default ``../shared/datasets/fer2013``), the
 card's val accuracy."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +44,8 @@ def test_shipped_weights_export_to_tflite_with_the_same_top1(shipped):
 
 
 @pytest.mark.slow
-def test_shipped_weights_reach_68_percent_on_real_fer2013_val_with_their_cards_tencrop(shipped):
-    data_dir = Path(os.environ.get("FERZOO_FER2013_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets"
-                                   / "fer2013"))
-    if not (data_dir / "val").is_dir() and not (data_dir / "PublicTest").is_dir():
-        pytest.skip(f"real FER-2013 not at {data_dir} (set FERZOO_FER2013_DIR)")
+def test_shipped_weights_reach_68_percent_on_real_fer2013_val_with_their_cards_tencrop(shipped, real_fer2013_dir):
+    data_dir = real_fer2013_dir
     ds = ferzoo.get_dataset("fer2013", data_dir=str(data_dir), split="val")
     tencrop = shipped.evaluate(ds, verbose=0)
     single = shipped.evaluate(ds, verbose=0, tta=None)

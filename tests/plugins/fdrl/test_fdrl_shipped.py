@@ -3,7 +3,6 @@
 measurement of that very file, and a real smiling face is called happy; with ``-m slow`` and the real FER-2013
 (``FERZOO_FER2013_DIR``, default ``../shared/datasets/fer2013``) the card's val accuracy is measured again."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -35,11 +34,8 @@ def test_shipped_weights_call_the_bundled_smiling_face_happy(shipped):
 
 
 @pytest.mark.slow
-def test_shipped_weights_reach_the_cards_accuracy_on_real_fer2013_val(shipped):
-    data_dir = Path(os.environ.get("FERZOO_FER2013_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets"
-                                   / "fer2013"))
-    if not (data_dir / "val").is_dir():
-        pytest.skip(f"no FER-2013 image folder at {data_dir} (set FERZOO_FER2013_DIR)")
+def test_shipped_weights_reach_the_cards_accuracy_on_real_fer2013_val(shipped, real_fer2013_dir):
+    data_dir = real_fer2013_dir
     from ferzoo.data import prepare
 
     _, card = W.resolve("fdrl", "fer2013")
