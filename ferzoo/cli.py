@@ -480,6 +480,11 @@ def cmd_weights_command(args):
                                  package=args.package, urls=args.url, metrics_command=args.metrics_command,
                                  registry=args.registry)
         print(f"added {card['model']}.{args.tag} to {args.registry or W.registry_path()}")
+        shadow = W.store_dir(card["model"], args.tag) / f"{card['model']}{W.WEIGHTS_SUFFIX}"
+        if shadow.is_file() and W.sha256_of(shadow) != card["sha256"]:
+            _say(f"warning: the local store holds other weights under the same name ({shadow}); they are what "
+                 f"ferzoo.load('{card['model']}', weights='{args.tag}') finds first: rename that folder (e.g. to "
+                 f"{args.tag}-run) to use the file just added")
     elif args.weights_command == "sync":
         W.sync_registry(args.registry, models=args.models or None)
         print(f"updated {args.registry or W.registry_path()}")

@@ -306,6 +306,24 @@ def test_add_command_writes_a_valid_embedded_entry(tmp_path, monkeypatch, regist
         W.add_to_registry(path, "x", license="l", dataset_terms="t", registry=target)
 
 
+def test_add_warns_when_a_local_store_copy_would_shadow_the_added_file(tmp_path, monkeypatch, registry, capsys):
+    """The local store is searched first: other weights there under the same name hide the file just added."""
+    model, path, _ = _make_package(tmp_path, monkeypatch)
+    target = tmp_path / "zoo_registry.json"
+    target.write_text(W.registry_path().read_text())
+    from ferzoo.cli import main
+
+    argv = ["weights", "add", str(path), "--registry", str(target), "--tag", "demo", "--package", "fz_embedded_pkg",
+            "--license", LICENSE, "--dataset-terms", TERMS]
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err  # nothing in the store
+    shadow = W.save(ferzoo.build("toy", num_classes=3), W.store_dir("toy", "demo") / "toy.weights.h5")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"warning: the local store holds other weights under the same name ({shadow})" in err
+    assert "rename that folder (e.g. to demo-run)" in err
+
+
 def test_half_precision_copy_halves_the_file_and_keeps_the_predictions(registry, tmp_path):
     from ferzoo.train import train
 
