@@ -368,7 +368,7 @@ def record_row(row: dict, path, *, name: str, tag: str | None, scores: dict | No
         registered.setdefault("benchmarks", {})[key] = entry
         return True
 
-    if W.update_registry(put):
+    if W.update_registry(put) is not None:
         written.append(f"{W.registry_path()} ({name}.{tag})")
     return written
 

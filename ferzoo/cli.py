@@ -157,7 +157,7 @@ def _weights_card(option: str, model: str | None, weights: str, *, same_model: b
         return {}
     if tags[weights].startswith("local store"):
         try:
-            return W.read_card(W.store_dir(model, weights) / f"{model}{W.WEIGHTS_SUFFIX}")
+            return W.read_card(W.store_file(model, weights))
         except (OSError, ValueError):
             return {}  # loading reports the unusable copy
     return W.entries(model).get((model, weights), {})
@@ -452,7 +452,7 @@ def cmd_weights(args):
         registered = W.entries(name)
         for tag, where in sorted(W.known_tags(name).items()):
             if where.startswith("local store"):
-                path = W.store_dir(name, tag) / f"{name}{W.WEIGHTS_SUFFIX}"
+                path = W.store_file(name, tag)
                 try:
                     card, available = W.read_card(path), "local"
                 except (OSError, ValueError) as exc:
@@ -480,8 +480,8 @@ def cmd_weights_command(args):
                                  package=args.package, urls=args.url, metrics_command=args.metrics_command,
                                  registry=args.registry)
         print(f"added {card['model']}.{args.tag} to {args.registry or W.registry_path()}")
-        shadow = W.store_dir(card["model"], args.tag) / f"{card['model']}{W.WEIGHTS_SUFFIX}"
-        if shadow.is_file() and W.sha256_of(shadow) != card["sha256"]:
+        shadow = W.store_shadow(card["model"], args.tag, card["sha256"])
+        if shadow is not None:
             _say(f"warning: the local store holds other weights under the same name ({shadow}); they are what "
                  f"ferzoo.load('{card['model']}', weights='{args.tag}') finds first: rename that folder (e.g. to "
                  f"{args.tag}-run) to use the file just added")

@@ -525,7 +525,7 @@ def describe_teacher(spec, label: str = "--teacher") -> dict:
     else:  # the card from the local store or the registry: nothing is downloaded here
         name, _, tag = text.partition(".")
         if W.known_tags(name)[tag].startswith("local store"):
-            card = W.read_card(W.store_dir(name, tag) / f"{name}{W.WEIGHTS_SUFFIX}")
+            card = W.read_card(W.store_file(name, tag))
         else:
             card = W.entries(name).get((name, tag), {})
     if extra.get("sha256") and card.get("sha256") and extra["sha256"] != card["sha256"]:

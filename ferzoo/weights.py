@@ -81,6 +81,18 @@ def store_dir(model: str, tag: str) -> Path:
     return home() / "store" / model / tag
 
 
+def store_file(model: str, tag: str) -> Path:
+    """The weights file of ``model.tag`` in the local store (found before any registered file of that name)."""
+    return store_dir(model, tag) / f"{model}{WEIGHTS_SUFFIX}"
+
+
+def store_shadow(model: str, tag: str, sha256: str) -> Path | None:
+    """The local store's file for ``model.tag`` when it holds other weights than ``sha256``: ``resolve`` finds it
+    first, so it hides the registered file of that name. ``None`` otherwise."""
+    local = store_file(model, tag)
+    return local if local.is_file() and sha256_of(local) != sha256 else None
+
+
 def cache_dir(model: str, tag: str) -> Path:
     return home() / "cache" / model / tag
 
@@ -567,7 +579,7 @@ def _missing_weights_hint(name: str, tag: str, local: Path) -> str:
 
 def resolve(name: str, tag: str, *, timeout: float = 30.0) -> tuple[Path, dict]:
     """The verified local file and card for ``name`` / ``tag`` (downloading it if needed and allowed)."""
-    local = store_dir(name, tag) / f"{name}{WEIGHTS_SUFFIX}"
+    local = store_file(name, tag)
     if local.is_file():
         try:
             return local, read_card(local)
@@ -840,15 +852,11 @@ def sync_registry(path: str | os.PathLike | None = None, models: list[str] | Non
     """Refresh each model's plugin, description and paper in ``zoo_registry.json`` from the loaded plugins,
     keeping its weight entries; atomic. Returns the new catalogue. (Recipes are not copied here: they live
     in their plugin only, and each weight card records the recipe that trained it.)"""
-    out = {}
-
     def refresh(data: dict) -> bool:
         _refresh_models(data, models)
-        out.update(data)
         return True
 
-    update_registry(refresh, path)
-    return out
+    return update_registry(refresh, path)
 
 
 def _refresh_models(data: dict, models: list[str] | None = None) -> None:
@@ -961,19 +969,19 @@ def add_to_registry(weights_path: str | os.PathLike, tag: str, *, license: str, 
     return card
 
 
-def update_registry(change: Callable[[dict], bool], registry: str | os.PathLike | None = None) -> bool:
+def update_registry(change: Callable[[dict], bool], registry: str | os.PathLike | None = None) -> dict | None:
     """Read ``registry`` (default: the package's ``zoo_registry.json``), let ``change`` edit the data in place
     (it returns whether it changed anything), then schema-check and write it atomically and forget the cached
-    copy. The one read-validate-write of the registry (``ferzoo weights add``, ``ferzoo benchmark --record``).
-    Returns whether it was written."""
+    copy. The one read-validate-write of the registry (``ferzoo weights add`` / ``sync``, ``ferzoo benchmark
+    --record``). Returns the data written, or ``None`` when ``change`` changed nothing (nothing is written)."""
     target = Path(registry) if registry else registry_path()
     data = json.loads(target.read_text()) if target.exists() else {"format_version": 1, "models": {}}
     if not change(data):
-        return False
+        return None
     validate_registry(data, str(target))
     write_json_atomic(target, data)
     _zoo_registry_cached.cache_clear()
-    return True
+    return data
 
 
 # -- packing trained weights for shipping ------------------------------------------------------------------------
