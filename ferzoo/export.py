@@ -44,6 +44,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .recipes import tta_option
+
 FORMATS = ("savedmodel", "tflite")
 LAYOUTS = ("plain", "serving")
 #: ``export(tta=...)``: the weights' card's test-time augmentation, or one pass
@@ -213,7 +215,7 @@ def with_tta(model, tta: str | None):
         yield model
         return
     kept = model.tta
-    model.tta = None if tta == "none" else tta
+    model.tta = tta_option(tta, kept)
     try:
         yield model
     finally:

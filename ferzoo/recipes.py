@@ -91,6 +91,14 @@ TTA_OPTIONS = tuple(c or "none" for c in TTA_CHOICES)
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
 
 
+def tta_option(option: str | None, card_tta: str | None) -> str | None:
+    """The test-time augmentation an option asks for (``--tta`` of export / serve): ``"card"`` (or ``None``)
+    keeps the weights' own ``card_tta``, ``"none"`` is one pass, any other option is that augmentation."""
+    if option in (None, "card"):
+        return card_tta
+    return None if option == "none" else option
+
+
 def read_recipe_file(path) -> dict:
     """A plugin's recipe table from a JSON file (data set name -> recipe, with a ``"default"``); errors name the
     file and the line. Plugins call this from their ``recipes`` hook target (no TensorFlow is imported)."""

@@ -69,6 +69,7 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
     :data:`ferzoo.recipes.TTA_OPTIONS` for every model (``"none"``: one pass; ``"flip"``: two; ``"tencrop"``: ten)."""
     from ..faces import FaceDetector
     from ..predict import load_model, weights_label
+    from ..recipes import tta_option
     from .app import ServedModel
 
     say = say or _say_default
@@ -77,7 +78,7 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
     served, names = [], set()
     for model_name, weights in pairs or [(None, None)]:
         model = load_model(model_name, weights, say)
-        wanted = model.tta if tta == "card" else (None if tta == "none" else tta)
+        wanted = tta_option(tta, model.tta)
         if wanted != model.tta:
             say(f"{model.model_name}: --tta {tta} (the card's is {model.tta or 'none'})")
             model.tta = wanted
