@@ -441,13 +441,12 @@ def test_serve_refuses_a_busy_port_and_warns_for_every_interface(monkeypatch, ca
 
 
 @pytest.mark.parametrize("tta", ["card", "none", "flip", "tencrop"])
-def test_serve_tta_sets_each_served_models_test_time_augmentation(tta):
+def test_serve_tta_sets_each_served_models_test_time_augmentation(tta, keras_model):
     """``--tta card`` keeps the card's; the others apply to every model, and a change from the card's is
     printed."""
-    import ferzoo
     import ferzoo.serve as S
 
-    card_tta = ferzoo.load(MODEL, weights=WEIGHTS).tta
+    card_tta = keras_model.tta
     expected = card_tta if tta == "card" else (None if tta == "none" else tta)
     said = []
     served = S.load_models([(None, None)], tta=tta, warm_up=False, say=said.append)
