@@ -20,22 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import median_seconds  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
-
-
-def _batch1_call(interp, image):
-    inp = interp.get_input_details()[0]
-    interp.resize_tensor_input(inp["index"], [1, *image.shape])
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    data = image[None].astype(inp["dtype"])
-
-    def run():
-        interp.set_tensor(inp["index"], data)
-        interp.invoke()
-        return interp.get_tensor(out["index"])
-
-    return run
+from timing import median_seconds, tflite_call  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
 
 
 def _median_ms(fn, runs: int, warmup: int = 10) -> float:
@@ -87,7 +72,7 @@ def measure(items, data_dir, split: str, limit: int, rounds: int, runs: int, thr
                      "keras_accuracy": float(np.mean(keras_p.argmax(1) == y)),
                      "tflite_accuracy": float(np.mean(tflite_p.argmax(1) == y)),
                      "top1_agreement": par["top1_agreement"], "max_abs_diff": par["max_abs_diff"], "latency": []})
-        calls.append(_batch1_call(E.interpreter(model_content=flat, num_threads=threads), x[0]))
+        calls.append(tflite_call(E.interpreter(model_content=flat, num_threads=threads), x[:1]))
         print(f"{item}: exported and compared on {len(x)} faces", file=sys.stderr)
     for _ in range(rounds):  # the weights take turns
         for row, call in zip(rows, calls):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import median_seconds  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
+from timing import median_seconds, tflite_call  # noqa: E402  (benchmarks/timing.py: the scripts' shared timing rule)
 
 
 def _median_ms(fn, runs: int, warmup: int = 5) -> float:
@@ -80,18 +80,7 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
             flat = E.convert_tflite(model, quantize, representative if quantize == "int8" else None, saved_model=sm)
             seconds = time.perf_counter() - t
             par = E.parity(ref, E.run_tflite(E.interpreter(model_content=flat), check))
-            interp = E.interpreter(model_content=flat, num_threads=threads)
-            inp = interp.get_input_details()[0]
-            interp.resize_tensor_input(inp["index"], [1, *model.input_shape_hwc])
-            interp.allocate_tensors()
-            inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-            data = x1.astype(inp["dtype"])
-
-            def run():
-                interp.set_tensor(inp["index"], data)
-                interp.invoke()
-                return interp.get_tensor(out["index"])
-
+            run = tflite_call(E.interpreter(model_content=flat, num_threads=threads), x1)
             rows.append({"model": name, "weights": tag, "input": shape, "format": f"TFLite {quantize}",
                          "size_bytes": len(flat), "latency_ms": _median_ms(run, runs),
                          "max_abs_diff": par["max_abs_diff"], "top1_agreement": par["top1_agreement"],
