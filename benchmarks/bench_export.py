@@ -49,7 +49,7 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
         model = ferzoo.build(name, num_classes=7, **kwargs)
     rows = []
     check = E.sample_images(model, count=64, seed=1)
-    ref = E.keras_probabilities(model, check)
+    ref = E.keras_probabilities(model, check, tta=True)  # the card's augmentation, as the exports compute it
     x1 = check[:1]
     tag = weights or "random"
     shape = "x".join(map(str, model.input_shape_hwc))
