@@ -1,7 +1,7 @@
 """Faces from photos vs registered crops: the same faces classified as crops and through the whole photo path.
 
     python benchmarks/bench_photo_path.py --data-dir DIR [--split val] [--limit 300] [--model daf_cnn_compact]
-        [--weights fer2013] [--upscale 2,3,4] [--frames 320x240,640x480,480x480] [--out DIR]
+        [--weights fer2013] [--upscale 2,3,4] [--frames 320x240,640x480,480x480] [--min-confidence P] [--out DIR]
     python benchmarks/bench_photo_path.py --small          # a few seconds: a CI smoke run, no data set needed
 
 For each face of an image-folder split (FER-2013 layout ``<split>/<class>/*.jpg``; ``--limit N`` takes a seeded
@@ -194,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=None, help="a tag or a .weights.h5 file (default: the default's tag)")
     p.add_argument("--upscale", default="2,3,4", help="factors the faces are enlarged by, taken in turn")
     p.add_argument("--frames", default="320x240,640x480,480x480", help="frame sizes WxH, taken in turn")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="the face detector's (default: ferzoo.faces.DEFAULT_MIN_CONFIDENCE, as ferzoo predict)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_photo_path_out", help="folder for photo_path.json and photo_path.md")
     p.add_argument("--small", action="store_true", help="a few generated faces (CI smoke run)")
@@ -202,6 +204,8 @@ def main(argv=None) -> int:
     # every check before TensorFlow loads
     if args.limit < 0:
         _fail(f"--limit {args.limit}: give a number of faces >= 1, or 0 for all")
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        _fail(f"--min-confidence {args.min_confidence:g}: give a number from 0 to 1")
     factors = _parse_factors(args.upscale)
     sizes = _parse_sizes("256x192,320x240" if args.small and args.frames == p.get_default("frames")
                          else args.frames)
@@ -282,7 +286,7 @@ def main(argv=None) -> int:
     def observer(face, crop_rule, out_size):
         observed.append((face, crop_rule))
 
-    detector = F.FaceDetector()
+    detector = F.FaceDetector() if args.min_confidence is None else F.FaceDetector(args.min_confidence)
     notes: list[str] = []
     records_of: dict[int, list[dict]] = {}
     faces_of: dict[int, list] = {}

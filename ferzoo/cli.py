@@ -37,6 +37,26 @@ def _crop_override(args, model):
     return crop
 
 
+def _unit_interval(text):
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
+def _detector(args):
+    """The face detector ``--min-confidence`` asks for (None: ferzoo.faces.FaceDetector's defaults)."""
+    if getattr(args, "min_confidence", None) is None:
+        return None
+    from ferzoo.faces import FaceDetector
+
+    return FaceDetector(min_confidence=args.min_confidence)
+
+
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= ``minimum`` (argparse names the option in its error)."""
     def parse(text):
@@ -272,6 +292,11 @@ def _check_photos(args) -> None:
                              f"PATH... --model NAME --weights TAG)")
     if not args.paths and not args.demo and not getattr(args, "stream", None):
         raise UsageError(f"PATH: give photos, folders or videos to {args.command}, or --demo for the bundled photo")
+    if args.no_detect:
+        for option in ("face_margin", "align", "min_confidence"):
+            if getattr(args, option, None) is not None:
+                raise UsageError(f"--{option.replace('_', '-')}: an option of face detection; --no-detect classifies "
+                                 f"each image as it is (give one or the other)")
     model, weights = args.model, args.weights
     if model is not None:
         _registered("--model", "model", model)
@@ -704,7 +729,8 @@ def cmd_predict(args):
                          f"got {args.top_k}")
     crop = None if args.no_detect else _crop_override(args, model)
     records = predict_files(paths, model=model, detect=not args.no_detect, every=args.every, output=args.output,
-                            annotate=args.annotate, crop=crop, progress=False if args.quiet else None, say=_say)
+                            annotate=args.annotate, crop=crop, detector=_detector(args),
+                            progress=False if args.quiet else None, say=_say)
     for r in records:
         if r["status"] != "ok":
             print(f"{_where(r)}: {r['status']}")
@@ -738,7 +764,8 @@ def _cmd_stream(args):
     try:
         model = load_model(args.model, args.weights, _say)
         crop = None if args.no_detect else _crop_override(args, model)
-        records = stream(args.stream, model=model, detect=not args.no_detect, every=args.every, crop=crop, say=_say)
+        records = stream(args.stream, model=model, detect=not args.no_detect, every=args.every, crop=crop,
+                         detector=_detector(args), say=_say)
         for r in records:
             if failed(r["status"]):
                 _say(r["status"])
@@ -773,7 +800,8 @@ def cmd_explain(args):
     model = load_model(args.model, args.weights, _say)
     crop = None if args.no_detect else _crop_override(args, model)
     records = explain_files(paths, model=model, output=args.output, methods=args.method, detect=not args.no_detect,
-                            every=args.every, crop=crop, size=args.size, progress=False if args.quiet else None,
+                            every=args.every, crop=crop, size=args.size, detector=_detector(args),
+                            progress=False if args.quiet else None,
                             say=_say)
     for r in records:
         if r["status"] != "ok":
@@ -805,7 +833,7 @@ def cmd_serve(args):
     from ferzoo.serve import serve
 
     serve(_serve_pairs(args), host=args.host, port=args.port, max_batch=args.max_batch, max_body_mb=args.max_body_mb,
-          max_wait_ms=args.max_wait_ms, tta=args.tta, say=_say)
+          max_wait_ms=args.max_wait_ms, tta=args.tta, min_confidence=args.min_confidence, say=_say)
     return 0
 
 
@@ -850,7 +878,13 @@ def cmd_convert(args):
 
 
 def _add_crop_options(s) -> None:
-    """``--face-margin`` and ``--align`` (read by :func:`_crop_override`) for ``predict`` and ``explain``."""
+    """``--face-margin`` and ``--align`` (read by :func:`_crop_override`) and ``--min-confidence`` (read by
+    :func:`_detector`) for ``predict`` and ``explain``: options of the photo path, refused with ``--no-detect``."""
+    from ferzoo.faces import DEFAULT_MIN_CONFIDENCE
+
+    s.add_argument("--min-confidence", type=_unit_interval, metavar="P",
+                   help=f"keep the faces MTCNN scores at least P, 0-1 (default {DEFAULT_MIN_CONFIDENCE:g}; lower finds "
+                        f"more faces and more false ones: docs/photos.md)")
     s.add_argument("--face-margin", type=_face_margin, metavar="M",
                    help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
     s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
@@ -1008,6 +1042,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=SERVE_TTA, default="card",
                    help="test-time augmentation: the weights' card's (default, as ferzoo predict), or none (one "
                         "pass), flip (two) or tencrop (ten) for every model")
+    s.add_argument("--min-confidence", type=_unit_interval, metavar="P",
+                   help="keep the faces MTCNN scores at least P, 0-1 (default: ferzoo predict's, "
+                        "ferzoo.faces.DEFAULT_MIN_CONFIDENCE)")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("convert", help="convert published (e.g. PyTorch) weights into ferzoo weights")

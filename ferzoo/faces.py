@@ -337,6 +337,9 @@ class Face:
         return math.atan2(ry - ly, rx - lx)
 
 
+DEFAULT_MIN_CONFIDENCE = 0.9  # FaceDetector's: see its docstring and docs/photos.md
+
+
 class FaceDetector:
     """MTCNN (Zhang et al. 2016, package ``mtcnn`` >= 1.0) on TensorFlow: boxes and five landmarks.
 
@@ -345,7 +348,7 @@ class FaceDetector:
     detection (boxes are returned in the photo's own pixels); faces smaller than about 20 px at that size are
     not found. ``batch_size``: photos of the same size are detected together, this many at a time."""
 
-    def __init__(self, min_confidence: float = 0.9, max_side: int = 1024, batch_size: int = 8,
+    def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE, max_side: int = 1024, batch_size: int = 8,
                  min_face_size: int = 20):
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")

@@ -62,19 +62,20 @@ def is_loopback(host: str) -> bool:
 
 def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: int = DEFAULT_MAX_BATCH,
                 max_wait_ms: float = DEFAULT_MAX_WAIT_MS, say: Callable[[str], None] | None = None,
-                warm_up: bool = True, tta: str = "card"):
+                warm_up: bool = True, tta: str = "card", min_confidence: float | None = None):
     """``[(model, weights), ...]`` -> the :class:`ferzoo.serve.app.ServedModel` list (each loaded once; a
     model named twice is served as ``model.tag`` the second time). ``(None, None)``: the default model.
     ``tta``: ``"card"`` (the weights' test-time augmentation, as ``ferzoo predict``), or one of
-    :data:`ferzoo.recipes.TTA_OPTIONS` for every model (``"none"``: one pass; ``"flip"``: two; ``"tencrop"``: ten)."""
-    from ..faces import FaceDetector
+    :data:`ferzoo.recipes.TTA_OPTIONS` for every model (``"none"``: one pass; ``"flip"``: two; ``"tencrop"``: ten).
+    ``min_confidence``: the face detector's (None: :data:`ferzoo.faces.DEFAULT_MIN_CONFIDENCE`)."""
+    from ..faces import DEFAULT_MIN_CONFIDENCE, FaceDetector
     from ..predict import load_model, weights_label
     from ..recipes import tta_option
     from .app import ServedModel
 
     say = say or _say_default
     lock = threading.Lock()
-    detector = FaceDetector()
+    detector = FaceDetector(DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence)
     served, names = [], set()
     for model_name, weights in pairs or [(None, None)]:
         model = load_model(model_name, weights, say)
@@ -104,7 +105,7 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
 
 def serve(models: Sequence[tuple[str | None, str | None]] = ((None, None),), *, host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, max_batch: int = DEFAULT_MAX_BATCH, max_body_mb: float = DEFAULT_MAX_BODY_MB,
-          max_wait_ms: float = DEFAULT_MAX_WAIT_MS, tta: str = "card",
+          max_wait_ms: float = DEFAULT_MAX_WAIT_MS, tta: str = "card", min_confidence: float | None = None,
           say: Callable[[str], None] | None = None) -> None:
     """Load ``models`` and serve them on ``host:port`` until interrupted (``ferzoo serve``)."""
     import uvicorn
@@ -124,7 +125,8 @@ def serve(models: Sequence[tuple[str | None, str | None]] = ((None, None),), *, 
         if not is_loopback(host):
             say(f"warning: --host {host} listens beyond this machine: anyone who can reach it can use the models "
                 f"(there is no authentication); the default is {DEFAULT_HOST}")
-        served = load_models(models, max_batch=max_batch, max_wait_ms=max_wait_ms, say=say, tta=tta)
+        served = load_models(models, max_batch=max_batch, max_wait_ms=max_wait_ms, say=say, tta=tta,
+                             min_confidence=min_confidence)
         app = create_app(served, max_body_mb=max_body_mb)
         shown = f"[{host}]" if ":" in host else host
         bound = listener.getsockname()[1]  # --port 0: the free port the system picked

@@ -384,3 +384,16 @@ def test_face_margin_and_align_override_the_cards_crop_on_the_command_line(tmp_p
     assert main(["explain", "--demo", "--face-margin", "0.1", "--output", str(out), "--quiet"]) == 0
     assert "margin 0.1, eyes level (--face-margin / --align" in capsys.readouterr().err
     assert list(out.glob("*.png"))
+
+
+def test_min_confidence_drops_the_faces_mtcnn_scores_lower(tmp_path, capsys):
+    kept, dropped = tmp_path / "kept.json", tmp_path / "dropped.json"
+    assert main(["predict", "--demo", "--output", str(kept), "--quiet"]) == 0
+    [face] = json.loads(kept.read_text())
+    assert face["status"] == "ok" and F.DEFAULT_MIN_CONFIDENCE <= face["face_confidence"] < 1.0
+    higher = (face["face_confidence"] + 1.0) / 2  # the demo face scores below this one
+    capsys.readouterr()
+    assert main(["predict", "--demo", "--min-confidence", f"{higher:.7f}", "--output", str(dropped), "--quiet"]) == 0
+    [record] = json.loads(dropped.read_text())
+    assert record["status"] == "no face" and record["box"] is None
+    assert ": no face" in capsys.readouterr().out

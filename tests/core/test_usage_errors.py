@@ -38,6 +38,12 @@ CASES = [
     (["predict", "deep_emotion"], "'deep_emotion' is a model name, not a file: use --model deep_emotion"),
     (["predict", "--demo", "--top-k", "9"], "--top-k: must be at most 7, the number of classes of daf_cnn_compact"),
     (["predict", "--demo", "--every", "0"], "argument --every: must be an integer >= 1, got 0"),
+    (["predict", "--demo", "--min-confidence", "1.5"], "argument --min-confidence: must be a number from 0 to 1, got 1.5"),
+    (["predict", "--demo", "--no-detect", "--min-confidence", "0.5"],
+     "--min-confidence: an option of face detection; --no-detect classifies each image as it is"),
+    (["explain", "--demo", "--no-detect", "--face-margin", "0.2", "--output", "maps"],
+     "--face-margin: an option of face detection; --no-detect classifies each image as it is"),
+    (["serve", "--min-confidence", "high"], "argument --min-confidence: must be a number from 0 to 1, got 'high'"),
     # where results go
     (["predict", "--demo", "--output", "/proc/x/out.json"], "--output /proc/x/out.json: cannot create"),
     (["predict", "--demo", "--output", "out.txt"], "--output out.txt: give a file ending in .json or .csv"),
