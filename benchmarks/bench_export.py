@@ -5,10 +5,11 @@
 Weights: a model's ``--weights`` tag when it resolves (``deep_emotion`` defaults to ``fer2013``, the
 embedded weights), otherwise random weights (size and latency do not depend on the values; parity of the
 int8 variant does, so it is only meaningful for trained weights). Latency is the median of ``--runs``
-single-image calls after warm-up: Keras = the probabilities model called through ``tf.function``;
-SavedModel = its ``serving_default`` signature after ``tf.saved_model.load``; TFLite = ``set_tensor`` +
-``invoke`` + ``get_tensor`` on the LiteRT interpreter with ``--threads`` threads. Parity columns compare each
-export with Keras on 64 synthetic images (max |dp| and top-1 agreement).
+single-image calls after warm-up, each computing the weights' card's test-time augmentation (the ``tta``
+column; the exports compute it in their graph): Keras = the model's ``predict_step`` called through
+``tf.function``; SavedModel = its ``serving_default`` signature after ``tf.saved_model.load``; TFLite =
+``set_tensor`` + ``invoke`` + ``get_tensor`` on the LiteRT interpreter with ``--threads`` threads. Parity columns
+compare each export with Keras on 64 synthetic images (max |dp| and top-1 agreement).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
         weights = None
         model = ferzoo.build(name, num_classes=7, **kwargs)
     rows = []
+    tta = getattr(model, "tta", None) or "none"
     check = E.sample_images(model, count=64, seed=1)
     ref = E.keras_probabilities(model, check, tta=True)  # the card's augmentation, as the exports compute it
     x1 = check[:1]
@@ -56,10 +58,9 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
     with tempfile.TemporaryDirectory(prefix="ferzoo-bench-") as tmp:
         tmp = Path(tmp)
         wpath = W.save(model, tmp / f"{name}.weights.h5")
-        probs_model = model.output_model("probabilities")
-        call = tf.function(probs_model, autograph=False)
+        call = tf.function(model.predict_step, autograph=False)  # the probabilities, with the card's augmentation
         xt = tf.constant(x1)
-        rows.append({"model": name, "weights": tag, "input": shape, "format": "Keras .weights.h5",
+        rows.append({"model": name, "weights": tag, "input": shape, "tta": tta, "format": "Keras .weights.h5",
                      "size_bytes": wpath.stat().st_size, "latency_ms": _median_ms(lambda: call(xt).numpy(), runs),
                      "max_abs_diff": 0.0, "top1_agreement": 1.0})
 
@@ -68,7 +69,7 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
         sm_seconds = time.perf_counter() - t
         fn = tf.saved_model.load(str(sm)).signatures["serving_default"]
         par = E.parity(ref, E.run_savedmodel(sm, check))
-        rows.append({"model": name, "weights": tag, "input": shape, "format": "SavedModel",
+        rows.append({"model": name, "weights": tag, "input": shape, "tta": tta, "format": "SavedModel",
                      "size_bytes": E._tree_size(sm),
                      "latency_ms": _median_ms(lambda: fn(images=xt)["probabilities"].numpy(), runs),
                      "max_abs_diff": par["max_abs_diff"], "top1_agreement": par["top1_agreement"],
@@ -81,7 +82,7 @@ def bench_model(name: str, weights: str | None, runs: int, threads: int, calibra
             seconds = time.perf_counter() - t
             par = E.parity(ref, E.run_tflite(E.interpreter(model_content=flat), check))
             run = tflite_call(E.interpreter(model_content=flat, num_threads=threads), x1)
-            rows.append({"model": name, "weights": tag, "input": shape, "format": f"TFLite {quantize}",
+            rows.append({"model": name, "weights": tag, "input": shape, "tta": tta, "format": f"TFLite {quantize}",
                          "size_bytes": len(flat), "latency_ms": _median_ms(run, runs),
                          "max_abs_diff": par["max_abs_diff"], "top1_agreement": par["top1_agreement"],
                          "export_seconds": round(seconds, 1)})
@@ -112,11 +113,11 @@ def main(argv=None) -> int:
 
     print(f"\nTF {tf.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"{args.threads} interpreter threads, median of {args.runs} batch-1 calls\n")
-    print("| model | weights | input | format | size | latency (ms) | max abs dp | top-1 agreement |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
+    print("| model | weights | input | TTA | format | size | latency (ms) | max abs dp | top-1 agreement |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         size = f"{r['size_bytes'] / 1e6:.2f} MB" if r["size_bytes"] >= 1e5 else f"{r['size_bytes'] / 1e3:.1f} kB"
-        print(f"| {r['model']} | {r['weights']} | {r['input']} | {r['format']} | {size} | {r['latency_ms']:.2f} | "
+        print(f"| {r['model']} | {r['weights']} | {r['input']} | {r['tta']} | {r['format']} | {size} | {r['latency_ms']:.2f} | "
               f"{r['max_abs_diff']:.2e} | {100 * r['top1_agreement']:.1f}% |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

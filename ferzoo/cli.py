@@ -9,18 +9,38 @@ import sys
 from pathlib import Path
 
 
+def _number(kind, ok, allowed: str, name: str):
+    """An argparse type: a ``kind`` (``int`` or ``float``) value for which ``ok(value)`` holds; its error says it
+    ``must be {allowed}`` and what was given (argparse puts the option's name in front)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value:g}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    return _number(int, lambda v: v >= minimum, f"an integer >= {minimum}", f"integer >= {minimum}")
+
+
 def _face_margin(text):
     """An argparse type: ``--face-margin``, a number in ferzoo.faces.MARGIN_RANGE."""
     from ferzoo.faces import MARGIN_RANGE
 
     lo, hi = MARGIN_RANGE
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {text!r}") from None
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {value:g}")
-    return value
+    return _number(float, lambda v: lo <= v <= hi, f"a number in [{lo}, {hi}]", "face margin")(text)
+
+
+_unit_interval = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1", "number from 0 to 1")
+_positive_number = _number(float, lambda v: v > 0, "a number > 0", "number > 0")
+_port = _number(int, lambda v: 0 <= v <= 65535, "an integer 0..65535", "port")
 
 
 def _crop_override(args, model):
@@ -37,17 +57,6 @@ def _crop_override(args, model):
     return crop
 
 
-def _unit_interval(text):
-    """An argparse type: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
-    return value
-
-
 def _detector(args):
     """The face detector ``--min-confidence`` asks for (None: ferzoo.faces.FaceDetector's defaults)."""
     if getattr(args, "min_confidence", None) is None:
@@ -55,21 +64,6 @@ def _detector(args):
     from ferzoo.faces import FaceDetector
 
     return FaceDetector(min_confidence=args.min_confidence)
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum`` (argparse names the option in its error)."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
 
 
 TF_COMMANDS = ("train", "evaluate", "predict", "explain", "export", "convert", "serve", "benchmark", "weights pack",
@@ -835,27 +829,6 @@ def cmd_serve(args):
     serve(_serve_pairs(args), host=args.host, port=args.port, max_batch=args.max_batch, max_body_mb=args.max_body_mb,
           max_wait_ms=args.max_wait_ms, tta=args.tta, min_confidence=args.min_confidence, say=_say)
     return 0
-
-
-def _positive_number(text):
-    """An argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer 0..65535, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be an integer 0..65535, got {value}")
-    return value
 
 
 def cmd_convert(args):
