@@ -466,7 +466,7 @@ def cmd_weights(args):
     import ferzoo
     from ferzoo import weights as W
 
-    print(f"{'name.tag':<28} {'source':<34} {'available':<12} {'measured on':<28} {'one pass':>9}  with TTA")
+    rows = [("name.tag", "source", "available", "measured on", "one pass", "with TTA")]
     for name in ferzoo.list_models():
         registered = W.entries(name)
         for tag, where in sorted(W.known_tags(name).items()):
@@ -479,12 +479,14 @@ def cmd_weights(args):
             else:
                 card = registered[(name, tag)]
                 available = W.availability(name, tag, card)
-            on, single, tta = _measured(card)
-            print(f"{name + '.' + tag:<28} {where:<34} {available:<12} {on:<28} {single:>9}  {tta}")
+            rows.append((f"{name}.{tag}", where, available, *_measured(card)))
     from ferzoo.backbones.pretrained import list_backbones
 
     for backbone, tag, _path in list_backbones():
-        print(f"{backbone + '.' + tag:<28} {'backbone store (init only)':<34} {'local':<12} {'-':<28} {'-':>9}  -")
+        rows.append((f"{backbone}.{tag}", "backbone store (init only)", "local", "-", "-", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]  # columns as wide as their longest cell
+    for row in rows:
+        print(" ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths)) + f" {row[4]:>{widths[4]}}  {row[5]}")
     print("measured on: ferzoo benchmark --record (one pass, and with the card's test-time augmentation); "
           "'training run': the run's own validation, not re-measured")
     return 0

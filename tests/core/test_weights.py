@@ -146,10 +146,17 @@ def test_store_tag_round_trip_and_listing(registry, capsys):
 
     from ferzoo.cli import main
 
+    long_tag = "a-tag-longer-than-the-name-column-was"
+    W.save(model, W.store_dir("toy", long_tag) / f"toy{W.WEIGHTS_SUFFIX}", **_card_fields())
     assert main(["weights"]) == 0
-    out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("toy.mine"))
+    lines = capsys.readouterr().out.splitlines()
+    line = next(l for l in lines if l.startswith("toy.mine"))
     assert "local store" in line and "50.00%" in line and "training run" in line
+    # the columns stay aligned whatever the longest name: each row's source starts where the header's does
+    column = lines[0].index("source")
+    for l in lines[1:-1]:
+        assert l[column - 1] == " " and l[column] != " ", l
+    assert any(l.startswith(f"toy.{long_tag} ") for l in lines)
 
 
 def test_train_driver_result_loads_by_data_set_tag(registry):
