@@ -95,16 +95,12 @@ def quiet_tensorflow(verbose: bool, command: str | None = None) -> None:
 
 
 def _kv(items, option: str = "--config"):
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{option}: expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from ferzoo.recipes import key_values
+
+    try:
+        return key_values(items)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _shape(text):

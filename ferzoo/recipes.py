@@ -45,6 +45,7 @@ train. Any other key is refused by :func:`resolve_recipe`, naming it: a misspelt
 from __future__ import annotations
 
 import copy
+import json
 import math
 from typing import Any, Mapping
 
@@ -97,6 +98,21 @@ def tta_option(option: str | None, card_tta: str | None) -> str | None:
     if option in (None, "card"):
         return card_tta
     return None if option == "none" else option
+
+
+def key_values(items) -> dict:
+    """``["KEY=VALUE", ...]`` (``--config`` / ``--dataset-option`` on a command line) -> a dict; each value is read
+    as JSON where it is JSON (``3``, ``true``, ``[1, 2]``), else kept as the string. ValueError names a bad item."""
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise ValueError(f"expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def read_recipe_file(path) -> dict:

@@ -75,16 +75,12 @@ def run_folds(model: str = "lnlattennet", dataset: str = "ckplus", data_dir=None
 
 
 def _key_values(items, option: str) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: {option} expects key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from ferzoo.recipes import key_values
+
+    try:
+        return key_values(items)
+    except ValueError as exc:
+        raise SystemExit(f"error: {option} {exc}") from None
 
 
 def main(argv=None) -> int:

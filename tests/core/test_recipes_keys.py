@@ -287,3 +287,14 @@ def test_describe_augmentation_names_each_operation_with_its_setting():
     assert describe_augmentation(None) == "none" == describe_augmentation({"flip": False, "rotation": None})
     assert describe_augmentation({"box_jitter": {"scale": [0.8, 1.2], "p": 0.5}, "flip": True}) == \
         "flip, box_jitter {scale [0.8, 1.2], p 0.5}"
+
+
+def test_key_values_reads_json_where_it_is_json_and_names_a_bad_item():
+    from ferzoo.recipes import key_values
+
+    assert key_values(["epochs=3", "flip=true", "size=[64, 64]", "name=fer2013", "empty="]) == {
+        "epochs": 3, "flip": True, "size": [64, 64], "name": "fer2013", "empty": ""}
+    assert key_values(None) == {}
+    for bad in ("dropout", "=0.5"):
+        with pytest.raises(ValueError, match=f"expects KEY=VALUE, got '{bad}'"):
+            key_values([bad])
