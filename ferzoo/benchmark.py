@@ -24,6 +24,7 @@ import csv
 import gc
 import io
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -178,6 +179,19 @@ def _op_macs(op) -> int:
     return 0
 
 
+def median_seconds(fn, runs: int, warmup: int = 0) -> float:
+    """Median wall time of ``runs`` calls of ``fn`` after ``warmup`` untimed calls: the one timing rule of
+    ``ferzoo benchmark``, the plugins' benchmarks and ``benchmarks/``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, int(runs))):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
+
+
 def latency_ms(model, runs: int = 20) -> float:
     """Median wall time of one forward pass (single pass) of one image on the CPU, in milliseconds, after two
     warm-up calls of a traced function."""
@@ -189,14 +203,7 @@ def latency_ms(model, runs: int = 20) -> float:
     with tf.device("/CPU:0"):
         fn = tf.function(lambda x: net(x, training=False))
         x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, h, w, c)).astype("float32"))
-        for _ in range(2):
-            np.asarray(fn(x))
-        times = []
-        for _ in range(max(1, int(runs))):
-            start = time.perf_counter()
-            np.asarray(fn(x))
-            times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+        return 1000 * median_seconds(lambda: np.asarray(fn(x)), runs, warmup=2)
 
 
 def _predict_pass(model, data, tta) -> tuple:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
+
+from ferzoo.benchmark import median_seconds
 
 
 def count_macs(model) -> dict:
@@ -47,15 +48,6 @@ def count_macs(model) -> dict:
     return out
 
 
-def _median_seconds(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(input_size: int = 224, runs: int = 10, train_steps: int = 5, warmup: int = 2, seed: int = 0) -> dict:
     import keras
     import numpy as np
@@ -73,7 +65,7 @@ def measure(input_size: int = 224, runs: int = 10, train_steps: int = 5, warmup:
     for batch in (1, 64):
         x = rng.uniform(0, 255, (batch, input_size, input_size, 3)).astype("float32")
         model.predict_on_batch(x)  # trace
-        seconds = _median_seconds(lambda: model.predict_on_batch(x), runs if batch == 1 else max(2, runs // 3))
+        seconds = median_seconds(lambda: model.predict_on_batch(x), runs if batch == 1 else max(2, runs // 3))
         result[f"latency_batch{batch}_ms"] = round(1000 * seconds, 2)
         if batch == 64:
             result["inference_images_per_second_batch64"] = round(batch / seconds, 1)

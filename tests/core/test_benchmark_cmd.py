@@ -201,3 +201,10 @@ def test_mac_count_of_the_graph_ops():
     graph = tf.function(lambda p, q: tf.einsum("bij,bjk->bik", p, q)).get_concrete_function(
         a, tf.TensorSpec((1, 4, 5))).graph
     assert B._graph_macs(graph) == 3 * 4 * 5
+
+
+def test_median_seconds_is_the_median_of_the_timed_calls_after_the_warm_up(monkeypatch):
+    calls, clock = [], iter([0.0, 1.0, 10.0, 13.0, 20.0, 20.5])  # timed calls of 1, 3 and 0.5 s
+    monkeypatch.setattr(B.time, "perf_counter", lambda: next(clock))
+    assert B.median_seconds(lambda: calls.append(1), runs=3, warmup=2) == 1.0
+    assert len(calls) == 5  # two untimed, three timed
