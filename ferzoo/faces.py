@@ -134,6 +134,20 @@ def crop_for_card(card: Mapping | None, label: str = "the weights") -> tuple[Fac
     return DEFAULT_CROP, note
 
 
+def dataset_framing(dataset: str) -> dict:
+    """How ``dataset``'s faces are framed, as the card's ``input_spec`` fields: ``face_alignment`` in words (the
+    reader's ``DatasetSpec.face_alignment``, else a line naming the data set: the model's own text describes
+    the paper's data, not what these weights saw) and ``face_crop``, the checked crop rule
+    (``DatasetSpec.face_crop``) where the reader knows one."""
+    from .registry import get_registry
+
+    spec = get_registry().dataset(dataset)
+    out = {"face_alignment": spec.face_alignment or f"the images of the {dataset!r} data set, as its reader gives them"}
+    if spec.face_crop is not None:
+        out["face_crop"] = FaceCrop.from_dict(spec.face_crop, f"data set {dataset!r}: face_crop").to_dict()
+    return out
+
+
 # -- reading images ------------------------------------------------------------------------------------------
 def check_path(path: str | os.PathLike) -> Path:
     """``path`` as a :class:`Path` if it names a non-empty readable file; else :class:`InputProblem`."""

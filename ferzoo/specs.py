@@ -152,4 +152,6 @@ class DatasetSpec:
     #: margin, align) where it is known; ``ferzoo train`` writes it into the card's ``input_spec.face_crop``, so
     #: that ``predict`` cuts faces from photos the way the weights saw them
     face_crop: Mapping[str, Any] | None = None
+    #: the same in words, for the card's ``input_spec.face_alignment`` (what the weights were trained on)
+    face_alignment: str | None = None
     plugin: str | None = None

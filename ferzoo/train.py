@@ -708,20 +708,12 @@ def run_epochs(job: TrainJob, model, pipes: Pipelines, strat, chief: bool) -> tu
     return state, best_weights
 
 
-def _face_crop_of(dataset: str) -> dict | None:
-    """The data set's framing as a checked crop rule (``DatasetSpec.face_crop``), or ``None``."""
-    from .faces import FaceCrop
-    from .registry import get_registry
-
-    data = get_registry().dataset(dataset).face_crop
-    return None if data is None else FaceCrop.from_dict(data, f"data set {dataset!r}: face_crop").to_dict()
-
-
 def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, init_report, chief: bool,
           policy: str) -> dict:
     """Step 6: keep the best (or last) epoch's weights, report on the validation split (with the recipe's
     test-time augmentation beside the single pass), and write the weights with their card, the history, the
     curves; then remove the run's checkpoint. Returns the summary :func:`train` returns."""
+    from . import faces as F
     from .weights import read_card
 
     proto = job.proto
@@ -736,9 +728,8 @@ def store(job: TrainJob, model, pipes: Pipelines, state: dict, best_weights, *, 
                   "precision": policy}
     if job.dataset_options:
         card["dataset_options"] = job.dataset_options
-    face_crop = _face_crop_of(job.dataset)
-    if face_crop is not None:  # how the training faces were framed: the rule predict cuts photos by
-        card["input_spec"] = {**model.input_spec_info.to_dict(), "face_crop": face_crop}
+    # how the training faces were framed: in words, and where known the rule predict cuts photos by
+    card["input_spec"] = {**model.input_spec_info.to_dict(), **F.dataset_framing(job.dataset)}
     if init_report is not None:
         card["init_from"] = {"source": str(job.init_from), **init_report}
     if getattr(model, "distillation", None) is not None:

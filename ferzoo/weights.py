@@ -1105,6 +1105,10 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
         dropped = ("sha256", "size", "save_id", "origin", "sources", "license", "dataset_terms", "half_check",
                    "clash", "plugin")
         new_card = {k: v for k, v in card.items() if k not in dropped}
+        if card.get("dataset") in ferzoo.list_datasets():  # the training faces' framing, as its reader states it
+            from .faces import dataset_framing
+
+            new_card["input_spec"] = {**card["input_spec"], **dataset_framing(card["dataset"])}
         new_card.update(file=out.name, ferzoo_version=ferzoo.__version__, storage_dtype=chosen, metrics=metrics,
                         packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
                                                          or sha256_of(src)})

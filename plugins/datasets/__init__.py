@@ -29,6 +29,8 @@ READERS = {
 #: FER-2013: MTCNN's box on its 48x48 crops is 1.04x the crop's side and centred, eyes 4.8 degrees from level
 #: (median, measured on PublicTest: README "From a photo to an answer"): the box itself, eyes level.
 FACE_CROPS = {"fer2013": {"detector": "mtcnn", "margin": 0.0, "align": "eyes"}}
+#: the same in words (the card's ``input_spec.face_alignment``)
+FACE_ALIGNMENTS = {"fer2013": "FER-2013's registered 48x48 gray crops (the face fills the image)"}
 
 
 @hookimpl
@@ -38,4 +40,4 @@ def register_datasets(register):
         description="generated blob 'faces' (no download): quick start and smoke tests"))
     for name, (module, splits, description) in READERS.items():
         register(DatasetSpec(name=name, loader=f"{_P}.{module}:load", splits=splits, description=description,
-                             face_crop=FACE_CROPS.get(name)))
+                             face_crop=FACE_CROPS.get(name), face_alignment=FACE_ALIGNMENTS.get(name)))

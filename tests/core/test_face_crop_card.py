@@ -28,7 +28,9 @@ def test_training_on_fer2013_writes_its_crop_rule_into_the_card(registry, tmp_pa
     spec = result["card"]["input_spec"]
     assert spec["face_crop"] == {"detector": "mtcnn", "margin": 0.0, "align": "eyes"} == DEFAULT_CROP.to_dict()
     model_spec = result["model"].input_spec_info.to_dict()
-    assert {k: v for k, v in spec.items() if k != "face_crop"} == model_spec  # the rest is the model's own
+    assert spec["face_alignment"] == "FER-2013's registered 48x48 gray crops (the face fills the image)"
+    own = ("face_crop", "face_alignment")  # the data set's framing; the rest is the model's own
+    assert {k: v for k, v in spec.items() if k not in own} == {k: v for k, v in model_spec.items() if k not in own}
     rule, note = crop_for_card(result["card"])
     assert rule == DEFAULT_CROP and note is None  # the card's own rule: no stand-in note
     loaded = ferzoo.load("toy", weights=result["weights"])  # a card with the extra field still loads
@@ -39,6 +41,8 @@ def test_a_data_set_without_a_known_framing_writes_none(registry, tmp_path):
     result = train("toy", dataset="synthetic", epochs=1, verbose=0, output=str(tmp_path / "run"),
                    dataset_options={"size": 16, "per_class": 2}, say=lambda _line: None)
     assert "face_crop" not in result["card"]["input_spec"]
+    # in words, the card names the data set, not the model's paper's faces
+    assert result["card"]["input_spec"]["face_alignment"] == "the images of the 'synthetic' data set, as its reader gives them"
     assert crop_for_card(result["card"])[1] is not None  # predict says the default stands in
 
 

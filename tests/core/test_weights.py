@@ -382,3 +382,19 @@ def test_set_tta_rewrites_only_the_card_and_the_weights_load_with_it(registry, t
     with pytest.raises(ValueError, match="sha256 does not match its card; not rewriting"):
         W.set_card_tta(path, "flip")
     assert W.read_card(path)["tta"] is None
+
+
+def test_every_shipped_card_states_its_training_data_sets_framing():
+    """What ``ferzoo predict`` tells a user the weights were trained on, and the crop rule it cuts photos by, are
+    the training data set's (``ferzoo train`` / ``weights pack`` write them), not the model's paper's faces."""
+    from ferzoo.faces import crop_for_card, dataset_framing
+
+    shipped = [(key, card) for key, card in W.entries().items() if card.get("dataset") in ferzoo.list_datasets()]
+    assert len(shipped) >= 4
+    for (name, tag), card in shipped:
+        framing = dataset_framing(card["dataset"])
+        assert {k: card["input_spec"].get(k) for k in framing} == framing, (name, tag)
+        path, _ = W.resolve(name, tag)
+        assert W.read_card(path)["input_spec"] == card["input_spec"], (name, tag)  # the card beside the file says the same
+        if "face_crop" in framing:
+            assert crop_for_card(card)[1] is None  # the card's own rule, no stand-in note

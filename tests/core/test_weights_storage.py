@@ -171,9 +171,15 @@ def test_weights_pack_measures_and_ships_the_measured_file(tmp_path, registry, c
 
 def test_pack_ships_float16_when_int8_loses_too_much(tmp_path, registry):
     run = _trained_run(tmp_path)
+    # a card from before the framing was written (the model's own text, the paper's faces): pack states the
+    # training data set's framing instead
+    stale = W.read_card(run)
+    stale["input_spec"]["face_alignment"] = "the paper's aligned crops"
+    W.write_json_atomic(W.card_path_for(run), stale)
     out = W.pack(run, tmp_path / "ship", tag="t", dataset="synthetic", dataset_options={"size": 16, "per_class": 4},
                  max_drop=0.0, say=lambda _l: None)
     card = W.read_card(out)
+    assert card["input_spec"]["face_alignment"] == "the images of the 'synthetic' data set, as its reader gives them"
     drop = card["packing"]["int8_drop_points"]
     assert card["storage_dtype"] == (W.INT8 if drop < 0 else "float16")
     if card["storage_dtype"] == "float16":
