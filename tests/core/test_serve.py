@@ -457,3 +457,17 @@ def test_serve_tta_sets_each_served_models_test_time_augmentation(tta, keras_mod
     finally:
         for s in served:
             s.close()
+
+
+@pytest.mark.parametrize("min_confidence, kept", [(None, 0.9), (0.5, 0.5)])
+def test_serve_min_confidence_reaches_the_photo_endpoints_detector(min_confidence, kept):
+    import ferzoo.serve as S
+    from ferzoo.faces import DEFAULT_MIN_CONFIDENCE
+
+    assert DEFAULT_MIN_CONFIDENCE == 0.9
+    served = S.load_models([(None, None)], min_confidence=min_confidence, warm_up=False, say=lambda _l: None)
+    try:
+        assert served[0].detector.min_confidence == kept
+    finally:
+        for s in served:
+            s.close()
