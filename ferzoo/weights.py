@@ -172,6 +172,8 @@ def _halved_copy(source: Path, target: Path) -> None:
         dst.attrs.update(dict(src.attrs))
 
         def copy(name, obj):
+            if _optimizer_state(name):
+                return
             if isinstance(obj, h5py.Group):
                 dst.require_group(name).attrs.update(dict(obj.attrs))
                 return
@@ -225,6 +227,8 @@ def _quantized_copy(source: Path, target: Path) -> None:
         dst.attrs[STORAGE_ATTR] = INT8
 
         def copy(name, obj):
+            if _optimizer_state(name):
+                return
             if isinstance(obj, h5py.Group):
                 dst.require_group(name).attrs.update(dict(obj.attrs))
                 return
@@ -303,15 +307,30 @@ def write_weights(model, path: str | os.PathLike, storage_dtype: str = "float32"
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage_dtype must be one of {list(STORAGE_DTYPES)}, got {storage_dtype!r}")
     path = Path(path)
-    if storage_dtype == "float32":
-        model.save_weights(str(path))
-        return
     full = path.with_name(path.name + ".float32.weights.h5")
     try:
         model.save_weights(str(full))
-        (_halved_copy if storage_dtype == "float16" else _quantized_copy)(full, path)
+        {"float32": _model_only_copy, "float16": _halved_copy}.get(storage_dtype, _quantized_copy)(full, path)
     finally:
         full.unlink(missing_ok=True)
+
+
+def _optimizer_state(name: str) -> bool:
+    """Whether an HDF5 path of a Keras weights file is the optimizer's state. A compiled model's ``save_weights``
+    writes it too (Adam's two moments: twice the model's size); weights files never keep it: loading weights
+    never uses it, and a run resumes from its checkpoint (``optimizer.npz``)."""
+    return name == "optimizer" or name.startswith("optimizer/")
+
+
+def _model_only_copy(source: Path, target: Path) -> None:
+    """Copy a Keras weights file without the optimizer's state (:func:`_optimizer_state`)."""
+    import h5py
+
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        dst.attrs.update(dict(src.attrs))
+        for key in src:
+            if not _optimizer_state(key):
+                src.copy(key, dst)
 
 
 def load_weights_into(model, weights_path: str | os.PathLike) -> None:
