@@ -286,7 +286,7 @@ def main(argv=None) -> int:
     def observer(face, crop_rule, out_size):
         observed.append((face, crop_rule))
 
-    detector = F.FaceDetector() if args.min_confidence is None else F.FaceDetector(args.min_confidence)
+    detector = F.FaceDetector(args.min_confidence)
     notes: list[str] = []
     records_of: dict[int, list[dict]] = {}
     faces_of: dict[int, list] = {}

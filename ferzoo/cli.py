@@ -58,12 +58,10 @@ def _crop_override(args, model):
 
 
 def _detector(args):
-    """The face detector ``--min-confidence`` asks for (None: ferzoo.faces.FaceDetector's defaults)."""
-    if getattr(args, "min_confidence", None) is None:
-        return None
+    """The face detector with ``--min-confidence`` (not given: ferzoo.faces.DEFAULT_MIN_CONFIDENCE)."""
     from ferzoo.faces import FaceDetector
 
-    return FaceDetector(min_confidence=args.min_confidence)
+    return FaceDetector(args.min_confidence)
 
 
 TF_COMMANDS = ("train", "evaluate", "predict", "explain", "export", "convert", "serve", "benchmark", "weights pack",
@@ -848,14 +846,20 @@ def cmd_convert(args):
     return 0
 
 
-def _add_crop_options(s) -> None:
-    """``--face-margin`` and ``--align`` (read by :func:`_crop_override`) and ``--min-confidence`` (read by
-    :func:`_detector`) for ``predict`` and ``explain``: options of the photo path, refused with ``--no-detect``."""
+def _add_min_confidence(s) -> None:
+    """``--min-confidence`` for ``predict`` / ``explain`` (read by :func:`_detector`) and ``serve`` (passed to
+    :func:`ferzoo.serve.serve`)."""
     from ferzoo.faces import DEFAULT_MIN_CONFIDENCE
 
     s.add_argument("--min-confidence", type=_unit_interval, metavar="P",
                    help=f"keep the faces MTCNN scores at least P, 0-1 (default {DEFAULT_MIN_CONFIDENCE:g}; lower finds "
                         f"more faces and more false ones: docs/photos.md)")
+
+
+def _add_crop_options(s) -> None:
+    """``--face-margin`` and ``--align`` (read by :func:`_crop_override`) and ``--min-confidence`` for ``predict``
+    and ``explain``: options of the photo path, refused with ``--no-detect``."""
+    _add_min_confidence(s)
     s.add_argument("--face-margin", type=_face_margin, metavar="M",
                    help="crop a square of the detector box's longer side x (1 + 2M) (default: the card's rule, printed)")
     s.add_argument("--align", choices=["eyes", "none"], help="rotate the crop so the eyes are level (default: the card's)")
@@ -1013,9 +1017,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=SERVE_TTA, default="card",
                    help="test-time augmentation: the weights' card's (default, as ferzoo predict), or none (one "
                         "pass), flip (two) or tencrop (ten) for every model")
-    s.add_argument("--min-confidence", type=_unit_interval, metavar="P",
-                   help="keep the faces MTCNN scores at least P, 0-1 (default: ferzoo predict's, "
-                        "ferzoo.faces.DEFAULT_MIN_CONFIDENCE)")
+    _add_min_confidence(s)
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("convert", help="convert published (e.g. PyTorch) weights into ferzoo weights")

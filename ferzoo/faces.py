@@ -357,13 +357,16 @@ DEFAULT_MIN_CONFIDENCE = 0.9  # FaceDetector's: see its docstring and docs/photo
 class FaceDetector:
     """MTCNN (Zhang et al. 2016, package ``mtcnn`` >= 1.0) on TensorFlow: boxes and five landmarks.
 
-    ``min_confidence``: faces the network scores lower are dropped (MTCNN's own last-stage threshold is 0.8;
+    ``min_confidence``: faces the network scores lower are dropped (``None``: :data:`DEFAULT_MIN_CONFIDENCE`;
+    MTCNN's own last-stage threshold is 0.8;
     0.9 drops most false positives on textures). ``max_side``: photos are reduced to this long side for
     detection (boxes are returned in the photo's own pixels); faces smaller than about 20 px at that size are
     not found. ``batch_size``: photos of the same size are detected together, this many at a time."""
 
-    def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE, max_side: int = 1024, batch_size: int = 8,
+    def __init__(self, min_confidence: float | None = None, max_side: int = 1024, batch_size: int = 8,
                  min_face_size: int = 20):
+        if min_confidence is None:
+            min_confidence = DEFAULT_MIN_CONFIDENCE
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
         if int(max_side) < MIN_DETECT_SIDE:

@@ -68,14 +68,14 @@ def load_models(pairs: Sequence[tuple[str | None, str | None]], *, max_batch: in
     ``tta``: ``"card"`` (the weights' test-time augmentation, as ``ferzoo predict``), or one of
     :data:`ferzoo.recipes.TTA_OPTIONS` for every model (``"none"``: one pass; ``"flip"``: two; ``"tencrop"``: ten).
     ``min_confidence``: the face detector's (None: :data:`ferzoo.faces.DEFAULT_MIN_CONFIDENCE`)."""
-    from ..faces import DEFAULT_MIN_CONFIDENCE, FaceDetector
+    from ..faces import FaceDetector
     from ..predict import load_model, weights_label
     from ..recipes import tta_option
     from .app import ServedModel
 
     say = say or _say_default
     lock = threading.Lock()
-    detector = FaceDetector(DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence)
+    detector = FaceDetector(min_confidence)
     served, names = [], set()
     for model_name, weights in pairs or [(None, None)]:
         model = load_model(model_name, weights, say)
