@@ -196,6 +196,14 @@ def _load_init_source(model_name: str, init_from: str):
     return ferzoo.load(model_name, weights=init_from)
 
 
+def _npz_arrays(path: Path) -> list:
+    """The arrays of an ``np.savez`` file, in the order they were saved."""
+    import numpy as np
+
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
 class _Run:
     """The run folder: ``checkpoint/latest.json`` points at ``checkpoint/epoch-NNNN/`` (weights, best weights,
     optimizer variables, state). A new epoch folder is complete before the pointer moves to it."""
@@ -225,7 +233,7 @@ class _Run:
         tmp = self.root / f".epoch-{epoch:04d}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        model.save_weights(str(tmp / "model.weights.h5"))
+        np.savez(tmp / "model.npz", *model.get_weights())  # the model only: its optimizer's state is the next file
         np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in model.optimizer.variables])
         if best_weights is not None:
             np.savez(tmp / "best.npz", *best_weights)
@@ -238,26 +246,33 @@ class _Run:
                 shutil.rmtree(old, ignore_errors=True)
 
     def restore(self, model) -> tuple[dict, list | None]:
-        import numpy as np
-
         state = self.state()
         folder = self.root / state["folder"]
         opt = model.optimizer
-        if not opt.built:  # built first, so the weights file's optimizer entries have variables to load into
+        if not opt.built:  # built first: an older checkpoint's weights file holds optimizer entries to load into
             opt.build(model.trainable_variables)
-        model.load_weights(str(folder / "model.weights.h5"))
-        with np.load(folder / "optimizer.npz") as data:
-            values = [data[f"arr_{i}"] for i in range(len(data.files))]
+        self._restore_model(model, folder)
+        values = _npz_arrays(folder / "optimizer.npz")
         if len(values) != len(opt.variables):
             raise ValueError(f"{folder}: the checkpoint holds {len(values)} optimizer variables, this optimizer has "
                              f"{len(opt.variables)}")
         for var, value in zip(opt.variables, values):
             var.assign(value)
-        best = None
-        if (folder / "best.npz").is_file():
-            with np.load(folder / "best.npz") as data:
-                best = [data[f"arr_{i}"] for i in range(len(data.files))]
+        best = _npz_arrays(folder / "best.npz") if (folder / "best.npz").is_file() else None
         return state, best
+
+    @staticmethod
+    def _restore_model(model, folder: Path) -> None:
+        """The model's variables from ``model.npz``; an older checkpoint has ``model.weights.h5`` instead, which also
+        held the optimizer's state (twice the model's size for Adam, and ``optimizer.npz`` restores it anyway)."""
+        if not (folder / "model.npz").is_file():
+            model.load_weights(str(folder / "model.weights.h5"))
+            return
+        values = _npz_arrays(folder / "model.npz")
+        if len(values) != len(model.weights):
+            raise ValueError(f"{folder / 'model.npz'}: the checkpoint holds {len(values)} model variables, this "
+                             f"model has {len(model.weights)}")
+        model.set_weights(values)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -338,6 +338,45 @@ def test_resuming_an_adam_run_loads_its_optimizer_without_a_warning(registry, tm
     assert int(out["model"].optimizer.iterations.numpy()) == 4  # 2 epochs x 2 batches: the count was restored
 
 
+def _kept_one_epoch_checkpoint(tmp_path, monkeypatch):
+    from ferzoo import train as T
+
+    monkeypatch.setattr(T._Run, "clear", lambda self: None)  # keep the checkpoint of a 1-epoch run
+    first = T.train("toy", dataset="synthetic", epochs=1, batch_size=16, verbose=0, limit=32,
+                    output=str(tmp_path / "r"), val_split="val")
+    monkeypatch.undo()
+    pointer = json.loads((tmp_path / "r" / "checkpoint" / "latest.json").read_text())
+    return first["model"], tmp_path / "r" / "checkpoint" / pointer["folder"]
+
+
+def test_a_checkpoint_keeps_the_model_and_the_optimizer_state_once_each(registry, tmp_path, monkeypatch):
+    """Keras's save_weights of a compiled model also writes its optimizer's state; the checkpoint's model file holds
+    the model's variables only (the optimizer's are in optimizer.npz), so Adam's moments are not stored twice."""
+    model, folder = _kept_one_epoch_checkpoint(tmp_path, monkeypatch)
+    assert sorted(p.name for p in folder.iterdir()) == ["best.npz", "model.npz", "optimizer.npz", "state.json"]
+    with np.load(folder / "model.npz") as data:
+        assert len(data.files) == len(model.weights)
+        assert sum(data[k].size for k in data.files) == sum(int(np.prod(w.shape)) for w in model.weights)
+
+
+def test_a_checkpoint_written_before_model_npz_still_resumes(registry, tmp_path, monkeypatch):
+    """Older checkpoints hold model.weights.h5 (with the optimizer's state inside): a run started before the change
+    resumes from it, without Keras's optimizer warning, and with its optimizer's step count."""
+    from ferzoo import train as T
+
+    model, folder = _kept_one_epoch_checkpoint(tmp_path, monkeypatch)
+    with np.load(folder / "model.npz") as data:
+        model.set_weights([data[k] for k in data.files])
+    model.save_weights(str(folder / "model.weights.h5"))  # compiled: the optimizer's state goes in too, as before
+    (folder / "model.npz").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = T.train("toy", dataset="synthetic", epochs=2, batch_size=16, verbose=0, limit=32,
+                      output=str(tmp_path / "r"), val_split="val", resume=True)
+    assert not [w for w in caught if "optimizer" in str(w.message)], [str(w.message) for w in caught]
+    assert int(out["model"].optimizer.iterations.numpy()) == 4
+
+
 # -- weights and card: one atomic unit ---------------------------------------------------------------------
 def test_interrupted_save_leaves_a_consistent_pair(registry, tmp_path, monkeypatch):
     model = ferzoo.build("toy", num_classes=3)
