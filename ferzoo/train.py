@@ -462,9 +462,13 @@ def resolve_job(model_name: str, dataset: str, data_dir, *, epochs, batch_size, 
     from .distill import resolve_request  # the caller's teachers over the recipe's (checked, into rec)
 
     resolve_request(rec, teachers, distillation, of_recipe=of_recipe, say=say)
-    if epochs is None:
+    if epochs is None and previous is not None:
+        epochs = int(previous["epochs"])
+        say(f"epochs: {epochs} (the checkpoint's run)")
+    elif epochs is None:
         epochs = int(rec["epochs"])
         say(f"epochs: {epochs} ({of_recipe}; --epochs to change)")
+    _schedule_follows_epochs(rec, epochs, previous, of_recipe, say)
     if batch_size is None:
         batch_size = int(rec["batch_size"])
         say(f"batch size: {batch_size} ({of_recipe}; --batch-size to change)")
@@ -474,6 +478,20 @@ def resolve_job(model_name: str, dataset: str, data_dir, *, epochs, batch_size, 
                     input_shape=tuple(input_shape) if input_shape else None, dataset_options=options,
                     init_from=init_from, config=dict(config or {}), limit=limit, verbose=verbose,
                     command=command or " ".join(shlex.quote(a) for a in sys.argv), say=say)
+
+
+def _schedule_follows_epochs(rec: dict, epochs: int, previous: dict | None, of_recipe: str, say) -> None:
+    """A recipe's cosine schedule that spans its whole run spans the run's ``--epochs`` (in ``rec``, so the card
+    records it): a shorter run still ends at ``min_lr`` rather than stopping part-way down the curve. A resumed
+    run keeps the length it started with."""
+    schedule = rec.get("schedule") or {}
+    if schedule.get("type") != "cosine" or int(schedule["epochs"]) != int(rec["epochs"]) or epochs == rec["epochs"]:
+        return
+    if previous is not None and int(previous["epochs"]) != epochs:
+        raise ValueError(f"--epochs {epochs}: the checkpoint's run has {previous['epochs']} epochs and its cosine "
+                         f"schedule spans them; resume it without --epochs (or with --epochs {previous['epochs']})")
+    rec["schedule"] = {**schedule, "epochs": epochs}
+    say(f"schedule: cosine over {epochs} epochs ({of_recipe}'s spans its {rec['epochs']}; it follows --epochs)")
 
 
 def _resolve_val_split(val_split, rec, ds_spec, dataset: str, of_recipe: str, say) -> str | None:
@@ -570,6 +588,8 @@ def build_model(job: TrainJob, data: TrainData, strat):
             job.say(f"--init-from {job.init_from}: transferred {len(init_report['transferred'])} layers"
                     + (f"; not transferred: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) if skipped else ""))
         model.compile()
+        if model._schedule is not None:  # the run's schedule: a cosine's length follows --epochs
+            model._schedule = job.rec.get("schedule")
     return model, init_report
 
 

@@ -338,6 +338,34 @@ def test_resuming_an_adam_run_loads_its_optimizer_without_a_warning(registry, tm
     assert int(out["model"].optimizer.iterations.numpy()) == 4  # 2 epochs x 2 batches: the count was restored
 
 
+# -- --epochs and a cosine schedule -------------------------------------------------------------------------------
+def test_a_cosine_schedule_spanning_the_recipe_follows_epochs(registry, tmp_path):
+    """The toy 'cosine' recipe anneals 0.01 -> 0.001 over its 4 epochs; --epochs 2 anneals over 2 (ending at
+    min_lr's side of the curve, not half-way down it), says so, and the card records the schedule it ran."""
+    lines = []
+    out = train("toy", dataset="synthetic", recipe="cosine", epochs=2, batch_size=16, verbose=0, limit=32,
+                output=str(tmp_path / "r"), val_split="val", say=lines.append)
+    assert out["history"]["learning_rate"] == pytest.approx([0.01, 0.0055])  # 0.001 + 0.5 * 0.009 * (1 + cos(pi/2))
+    assert out["card"]["recipe"]["schedule"]["epochs"] == 2
+    assert any("cosine over 2 epochs" in line and "--epochs" in line for line in lines), lines
+
+
+def test_resuming_a_cosine_run_with_other_epochs_is_refused_before_training(registry, tmp_path, monkeypatch):
+    from ferzoo import train as T
+
+    monkeypatch.setattr(T._Run, "clear", lambda self: None)  # keep the checkpoint of a 1-epoch run
+    T.train("toy", dataset="synthetic", recipe="cosine", epochs=1, batch_size=16, verbose=0, limit=32,
+            output=str(tmp_path / "r"), val_split="val")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"--epochs 3: the checkpoint's run has 1 epochs"):
+        T.train("toy", dataset="synthetic", recipe="cosine", epochs=3, verbose=0, limit=32,
+                output=str(tmp_path / "r"), val_split="val", resume=True)
+    lines = []  # without --epochs, the run ends at the checkpoint's length
+    out = T.train("toy", dataset="synthetic", recipe="cosine", verbose=0, limit=32, output=str(tmp_path / "r"),
+                  val_split="val", resume=True, say=lines.append)
+    assert len(out["history"]["loss"]) == 1 and "epochs: 1 (the checkpoint's run)" in lines
+
+
 def _kept_one_epoch_checkpoint(tmp_path, monkeypatch):
     from ferzoo import train as T
 

@@ -77,7 +77,8 @@ class ToyPlugin:
             channels=(1, 3), min_size=8, default_config={"width": 8, "dropout": 0.0}, mean=(0.5,), std=(0.25,),
             recipes={"default": {"optimizer": {"class_name": "adam", "config": {"learning_rate": 0.01}},
                                  "epochs": 2, "batch_size": 16, "loss_weights": {"centre": 0.1}},
-                     "stepped": {"schedule": {"type": "step", "step_epochs": 1, "gamma": 0.5}}},
+                     "stepped": {"schedule": {"type": "step", "step_epochs": 1, "gamma": 0.5}},
+                     "cosine": {"epochs": 4, "schedule": {"type": "cosine", "epochs": 4, "min_lr": 0.001}}},
             description="toy model for tests"))
         register(ModelSpec(
             name="toy_rule", builder=build_toy, losses=toy_rule_losses, default_input_shape=(16, 16, 1),
