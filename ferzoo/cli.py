@@ -887,7 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--dataset", default="synthetic")
     s.add_argument("--data-dir")
-    s.add_argument("--epochs", type=_int_at_least(1), help="default: the recipe's (printed)")
+    s.add_argument("--epochs", type=_int_at_least(1),
+                   help="default: the recipe's (printed); a cosine schedule over the recipe's whole run follows it")
     s.add_argument("--batch-size", type=_int_at_least(1), help="per replica; default: the recipe's (printed)")
     s.add_argument("--tag", help="store tag (default: the data set name)")
     s.add_argument("--output", help="write weights + card here instead of the store")
