@@ -30,7 +30,7 @@ def test_build_checks_arguments(registry):
         ferzoo.build("toy", depth=3)
     with pytest.raises(ValueError, match=r"class_names must be 3 distinct names"):
         ferzoo.build("toy", num_classes=3, class_names=["a", "a", "b"])
-    with pytest.raises(ValueError, match=r"no recipe 'rafdb'; known: \['default', 'stepped'\]"):
+    with pytest.raises(ValueError, match=r"no recipe 'rafdb'; known: \['cosine', 'default', 'stepped'\]"):
         ferzoo.build("toy", recipe="rafdb")
 
 
