@@ -485,11 +485,13 @@ def _schedule_follows_epochs(rec: dict, epochs: int, previous: dict | None, of_r
     records it): a shorter run still ends at ``min_lr`` rather than stopping part-way down the curve. A resumed
     run keeps the length it started with."""
     schedule = rec.get("schedule") or {}
-    if schedule.get("type") != "cosine" or int(schedule["epochs"]) != int(rec["epochs"]) or epochs == rec["epochs"]:
+    if schedule.get("type") != "cosine" or int(schedule["epochs"]) != int(rec["epochs"]):
         return
     if previous is not None and int(previous["epochs"]) != epochs:
         raise ValueError(f"--epochs {epochs}: the checkpoint's run has {previous['epochs']} epochs and its cosine "
                          f"schedule spans them; resume it without --epochs (or with --epochs {previous['epochs']})")
+    if epochs == int(rec["epochs"]):
+        return
     rec["schedule"] = {**schedule, "epochs": epochs}
     say(f"schedule: cosine over {epochs} epochs ({of_recipe}'s spans its {rec['epochs']}; it follows --epochs)")
 
