@@ -298,9 +298,10 @@ def test_deep_emotion_int8_agreement(tmp_path):
     model = ferzoo.load("deep_emotion", weights="fer2013")
     info = E.export(model, format="tflite", quantize="int8", output=tmp_path / "de.tflite", check_size=200)
     assert info["parity"]["n"] == 200
-    # the weights retrained on 2026-12-05 (batch norm after every conv) agree less after full-integer int8:
-    # 97.2% top-1 on 1,000 real FER-2013 val faces (plugins/deep_emotion/README.md), 97.5% on these 200
-    assert info["parity"]["top1_agreement"] >= 0.97, info["parity"]
+    # the weights retrained on 2026-12-05 (batch norm after every conv) agree less after full-integer int8, and
+    # their distilled successor less again: 93.8% top-1 on 1,000 real FER-2013 val faces (the first run's: 97.2%;
+    # plugins/deep_emotion/README.md), 95% on these 200
+    assert info["parity"]["top1_agreement"] >= 0.93, info["parity"]
     # the spatial transformer's grid sampler turns values into pixel indices: it stays float
     assert info["float_layers"] == ["stn"]
     assert info["tflite_io"]["input_dtype"] == "float32"
