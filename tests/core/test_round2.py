@@ -321,15 +321,25 @@ def test_checkpoint_restores_optimizer_centres_and_data_order(registry, tmp_path
     np.testing.assert_allclose(_centres(a["model"]), _centres(b["model"]), rtol=1e-4, atol=1e-5)
 
 
+def _kept_one_epoch_checkpoint(tmp_path, monkeypatch, **options):
+    """Train the toy model 1 epoch into ``tmp_path / "r"`` and keep its checkpoint (a finished run clears it):
+    the trained model and the checkpoint's epoch folder."""
+    from ferzoo import train as T
+
+    monkeypatch.setattr(T._Run, "clear", lambda self: None)
+    first = T.train("toy", dataset="synthetic", epochs=1, batch_size=16, verbose=0, limit=32,
+                    output=str(tmp_path / "r"), val_split="val", **options)
+    monkeypatch.undo()
+    pointer = json.loads((tmp_path / "r" / "checkpoint" / "latest.json").read_text())
+    return first["model"], tmp_path / "r" / "checkpoint" / pointer["folder"]
+
+
 def test_resuming_an_adam_run_loads_its_optimizer_without_a_warning(registry, tmp_path, monkeypatch):
     """Adam has slot variables: the optimizer is built before the checkpoint's weights file loads, so Keras does
     not print "Skipping variable loading for optimizer" (the state is restored either way)."""
     from ferzoo import train as T
 
-    monkeypatch.setattr(T._Run, "clear", lambda self: None)  # keep the checkpoint of a 1-epoch run
-    T.train("toy", dataset="synthetic", epochs=1, batch_size=16, verbose=0, limit=32,
-            output=str(tmp_path / "r"), val_split="val")
-    monkeypatch.undo()
+    _kept_one_epoch_checkpoint(tmp_path, monkeypatch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = T.train("toy", dataset="synthetic", epochs=2, batch_size=16, verbose=0, limit=32,
@@ -353,10 +363,7 @@ def test_a_cosine_schedule_spanning_the_recipe_follows_epochs(registry, tmp_path
 def test_resuming_a_cosine_run_with_other_epochs_is_refused_before_training(registry, tmp_path, monkeypatch):
     from ferzoo import train as T
 
-    monkeypatch.setattr(T._Run, "clear", lambda self: None)  # keep the checkpoint of a 1-epoch run
-    T.train("toy", dataset="synthetic", recipe="cosine", epochs=1, batch_size=16, verbose=0, limit=32,
-            output=str(tmp_path / "r"), val_split="val")
-    monkeypatch.undo()
+    _kept_one_epoch_checkpoint(tmp_path, monkeypatch, recipe="cosine")
     for other in (3, 4):  # 4: the recipe's own length is another length too
         with pytest.raises(ValueError, match=rf"--epochs {other}: the checkpoint's run has 1 epochs"):
             T.train("toy", dataset="synthetic", recipe="cosine", epochs=other, verbose=0, limit=32,
@@ -365,17 +372,6 @@ def test_resuming_a_cosine_run_with_other_epochs_is_refused_before_training(regi
     out = T.train("toy", dataset="synthetic", recipe="cosine", verbose=0, limit=32, output=str(tmp_path / "r"),
                   val_split="val", resume=True, say=lines.append)
     assert len(out["history"]["loss"]) == 1 and "epochs: 1 (the checkpoint's run)" in lines
-
-
-def _kept_one_epoch_checkpoint(tmp_path, monkeypatch):
-    from ferzoo import train as T
-
-    monkeypatch.setattr(T._Run, "clear", lambda self: None)  # keep the checkpoint of a 1-epoch run
-    first = T.train("toy", dataset="synthetic", epochs=1, batch_size=16, verbose=0, limit=32,
-                    output=str(tmp_path / "r"), val_split="val")
-    monkeypatch.undo()
-    pointer = json.loads((tmp_path / "r" / "checkpoint" / "latest.json").read_text())
-    return first["model"], tmp_path / "r" / "checkpoint" / pointer["folder"]
 
 
 def test_a_checkpoint_keeps_the_model_and_the_optimizer_state_once_each(registry, tmp_path, monkeypatch):
