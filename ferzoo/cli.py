@@ -520,6 +520,7 @@ def cmd_weights_command(args):
         out = W.pack(args.run_weights, args.into, tag=args.tag, dataset=args.dataset, data_dir=args.data_dir,
                      split=args.split, dataset_options=_kv(args.dataset_option), model=args.model,
                      max_drop=args.max_drop, batch_size=args.batch_size, say=_say,
+                     tta="card" if args.tta is None else (None if args.tta == "none" else args.tta),
                      command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
         card = W.read_card(out)
         print(f"wrote {out} ({card['storage_dtype']}, {card['size'] / 1e6:.2f} MB; {card['metrics']['split']} "
@@ -569,6 +570,8 @@ def _add_weights_commands(sub) -> None:
     s.add_argument("--tag", required=True, help="the tag the weights will have (e.g. fer2013)")
     s.add_argument("--max-drop", type=float, default=0.3, metavar="POINTS",
                    help="keep int8 when the accuracy drops by less than this (default 0.3 points)")
+    s.add_argument("--tta", choices=TTA_OPTIONS, help="the shipped card's test-time augmentation, and the protocol "
+                                                      "the int8 rule is judged on (default: the card's)")
     s.add_argument("--batch-size", type=_int_at_least(1), default=64)
     for s in ws.choices.values():
         s.set_defaults(fn=cmd_weights_command)

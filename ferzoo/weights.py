@@ -1044,14 +1044,17 @@ def _protocol_of(tta) -> str:
 
 def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, dataset: str, data_dir=None,
          split: str = "val", dataset_options: Mapping | None = None, model: str | None = None,
-         max_drop: float = PACK_MAX_DROP, batch_size: int = 64, command: str | None = None, say=None) -> Path:
+         max_drop: float = PACK_MAX_DROP, batch_size: int = 64, tta="card", command: str | None = None,
+         say=None) -> Path:
     """Ship trained weights (``ferzoo weights pack``): measure ``source`` (a ``.weights.h5`` with its card, or a
     run folder holding one) on ``dataset``'s ``split`` with every protocol of :data:`PROTOCOLS`; store it as
     ``int8-per-channel``, measure that file again, and keep it if the accuracy with the card's test-time
     augmentation drops by less than ``max_drop`` points, else store (and measure) ``float16``. Writes
     ``into/<model>_<tag>.weights.h5`` and its card atomically: the card's ``metrics`` are the measurement of
     that very file (``command``: this one), and ``packing`` records each storage's accuracies and size, the
-    rule and the protocols. Returns the path. Arguments are checked before any model loads."""
+    rule and the protocols. ``tta``: the shipped card's test-time augmentation (``None`` / ``"flip"`` /
+    ``"tencrop"``; default ``"card"``, the source card's), which is also the protocol the int8 rule is judged on.
+    Returns the path. Arguments are checked before any model loads."""
     import ferzoo
 
     say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
@@ -1070,6 +1073,8 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
         raise ValueError(f"--into: {into} is a file, not a folder")
     if not (0 <= float(max_drop) <= 100):
         raise ValueError(f"--max-drop: must be a number of points in [0, 100], got {max_drop}")
+    if tta != "card" and tta not in PROTOCOLS.values():
+        raise ValueError(f"--tta: must be one of none, flip, tencrop (default: the card's), got {tta!r}")
     out = into / f"{name}_{tag}{WEIGHTS_SUFFIX}"
     if out.resolve() == src.resolve():
         raise ValueError(f"--into: {out} is RUN_WEIGHTS itself; pack into another folder")
@@ -1078,6 +1083,8 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
     from .data import prepare
 
     full = load_file(name, src, card)
+    if tta != "card":
+        full.tta = tta
     crop = {"load_size": full.eval_crop, "crop": "center"} if full.eval_crop else {}
     data = prepare(ds, full.input_shape_hwc, batch_size=batch_size, **crop)
     protocol = _protocol_of(full.tta)
@@ -1129,7 +1136,7 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
 
             new_card["input_spec"] = {**card["input_spec"], **dataset_framing(card["dataset"])}
         new_card.update(file=out.name, ferzoo_version=ferzoo.__version__, storage_dtype=chosen, metrics=metrics,
-                        packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
+                        tta=full.tta, packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
                                                          or sha256_of(src)})
         save_weights_and_card(None, out, new_card, arrays_from=files[chosen])
     return out

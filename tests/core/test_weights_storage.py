@@ -188,6 +188,25 @@ def test_pack_ships_float16_when_int8_loses_too_much(tmp_path, registry):
         assert {dt for dt, _ in _datasets(out).values()} == {np.dtype("float16")}
 
 
+def test_pack_tta_sets_the_card_and_the_protocol_the_int8_rule_is_judged_on(tmp_path, registry):
+    run = _trained_run(tmp_path)
+    assert W.read_card(run).get("tta") is None  # the toy run names no test-time augmentation
+    out = W.pack(run, tmp_path / "ship", tag="t", dataset="synthetic", dataset_options={"size": 16, "per_class": 4},
+                 tta="flip", say=lambda _l: None)
+    card = W.read_card(out)
+    packing = card["packing"]
+    assert card["tta"] == card["metrics"]["tta"] == "flip" and packing["protocol"] == "flip"
+    source = packing["accuracy"]["float32"]
+    assert packing["int8_drop_points"] == pytest.approx(100 * (source["flip"] - packing["accuracy"][W.INT8]["flip"]),
+                                                        abs=1e-3)
+    assert card["metrics"]["accuracy"] == card["metrics"]["flip_accuracy"]
+    assert ferzoo.load("toy", weights=str(out)).tta == "flip"
+    # and the other way: a card's augmentation replaced by one pass
+    back = W.pack(out, tmp_path / "ship2", tag="t", dataset="synthetic", dataset_options={"size": 16, "per_class": 4},
+                  tta=None, say=lambda _l: None)
+    assert W.read_card(back)["tta"] is None and W.read_card(back)["packing"]["protocol"] == "single"
+
+
 def test_pack_usage_errors_come_before_any_model_loads(tmp_path, registry, capsys, monkeypatch):
     run = _trained_run(tmp_path)
     monkeypatch.setattr(W, "load_file", lambda *a, **k: pytest.fail("a model was loaded"))
@@ -205,6 +224,11 @@ def test_pack_usage_errors_come_before_any_model_loads(tmp_path, registry, capsy
         assert main(["weights", "pack", *args, "--dataset", "synthetic"]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "error: " in err[0] and needle in err[0], (args, err)
+    with pytest.raises(SystemExit) as stop:  # argparse's choices, in ferzoo's one-line form
+        main(["weights", "pack", str(run), "--into", str(tmp_path / "o"), "--tag", "t", "--tta", "mirror",
+              "--dataset", "synthetic"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "--tta" in err[0] and "'flip'" in err[0], err
     assert not (tmp_path / "o").exists()
 
 
