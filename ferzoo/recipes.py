@@ -39,7 +39,9 @@ others override its keys (nested dicts are merged). Recognised keys:
                ``tta`` one of :data:`TTA_CHOICES` (see ``FERModel.tta``): the test-time augmentation of the
                final report, stored in the card so that ``load`` / ``predict`` use it too (the single-pass accuracy is reported beside it)
 and the informational keys of :data:`INFO_KEYS` (``note``, ``paper_test_accuracy``, ...), which nothing reads to
-train. Any other key is refused by :func:`resolve_recipe`, naming it: a misspelt key must never be dropped.
+train. Any other key is refused by :func:`resolve_recipe`, naming it: a misspelt key must never be dropped. The
+same holds inside ``optimizer`` (``class_name`` and ``config``), ``schedule`` (:data:`SCHEDULE_KEYS`),
+``sampler``, ``protocol`` and ``reduce_on_plateau``.
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ TTA_CHOICES = (None, "flip", "tencrop")
 TTA_OPTIONS = tuple(c or "none" for c in TTA_CHOICES)
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine")
+#: the keys each schedule type reads (``type`` besides): any other is refused, not carried along unread
+SCHEDULE_KEYS = {"constant": (), "step": ("step_epochs", "gamma"), "multistep": ("milestones", "gamma"),
+                 "exponential": ("gamma",), "cosine": ("epochs", "min_lr")}
+#: the keys of an optimizer entry (the optimizer's own arguments go in ``config``, which Keras checks)
+OPTIMIZER_KEYS = ("class_name", "config")
 
 
 def tta_option(option: str | None, card_tta: str | None) -> str | None:
@@ -158,6 +165,8 @@ def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, mod
             recipe = merge(recipe, table[dataset])
         recipe["dataset"] = dataset
     validate_schedule(recipe.get("schedule"), model)
+    validate_optimizer(recipe.get("optimizer"), model)
+    validate_sampler(recipe.get("sampler"), model)
     recipe["protocol"] = protocol_of(recipe, model)
     _check_load_size(recipe.get("load_size"), model)
     if not isinstance(recipe.get("config") or {}, Mapping):
@@ -253,6 +262,40 @@ def validate_schedule(schedule, model: str = "?") -> None:
     if missing:
         raise ValueError(f"model {model!r}: recipe schedule {kind!r} needs {', '.join(missing)} "
                          f"(got {dict(schedule)})")
+    unknown = sorted(set(schedule) - {"type", *SCHEDULE_KEYS[kind]})
+    if unknown:
+        known = ", ".join(SCHEDULE_KEYS[kind]) or "no other key"
+        raise ValueError(f"model {model!r}: recipe schedule {kind!r} has unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; it reads type and {known}")
+
+
+def validate_optimizer(spec, model: str = "?") -> None:
+    """An optimizer entry is a Keras optimizer name or ``{"class_name", "config"}``: a learning rate written
+    beside ``class_name`` instead of inside ``config`` would otherwise be dropped silently."""
+    if spec is None or isinstance(spec, str):
+        return
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("class_name"), str):
+        raise ValueError(f"model {model!r}: recipe optimizer must be a name or {{\"class_name\": ..., \"config\": "
+                         f"{{...}}}}, got {spec!r}")
+    unknown = sorted(set(spec) - set(OPTIMIZER_KEYS))
+    if unknown:
+        raise ValueError(f"model {model!r}: recipe optimizer has unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; it reads class_name and config (the optimizer's "
+                         f"arguments, e.g. learning_rate, go in config)")
+    if not isinstance(spec.get("config", {}), Mapping):
+        raise ValueError(f"model {model!r}: recipe optimizer config must be a mapping, got {spec['config']!r}")
+
+
+def validate_sampler(sampler, model: str = "?") -> None:
+    """``None``, ``"balanced"`` or ``{"oversample": ratio}`` (ratio > 0), nothing else."""
+    if sampler is None or sampler == "balanced":
+        return
+    if isinstance(sampler, Mapping) and set(sampler) == {"oversample"}:
+        ratio = sampler["oversample"]
+        if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio > 0:
+            return
+    raise ValueError(f"model {model!r}: recipe sampler must be null, \"balanced\" or {{\"oversample\": ratio > 0}}, "
+                     f"got {sampler!r}")
 
 
 def learning_rate_at(schedule: Mapping | None, base_lr: float, epoch: int) -> float:

@@ -50,6 +50,42 @@ def test_an_unknown_recipe_key_is_refused_naming_it_the_model_and_the_recipe(ent
         resolve_recipe({"default": {"init_from": 3}})
 
 
+@pytest.mark.parametrize("entry,needle", [
+    # a learning rate beside class_name, not in config: Keras would have trained at its default 1e-3
+    ({"optimizer": {"class_name": "adam", "learning_rate": 0.01}},
+     "recipe optimizer has unknown key 'learning_rate'; it reads class_name and config"),
+    ({"optimizer": ["adam"]}, "recipe optimizer must be a name or"),
+    ({"optimizer": {"class_name": "sgd", "config": 0.1}}, "recipe optimizer config must be a mapping"),
+    ({"schedule": {"type": "cosine", "epochs": 10, "warmup_epochs": 2}},
+     "recipe schedule 'cosine' has unknown key 'warmup_epochs'; it reads type and epochs, min_lr"),
+    ({"schedule": {"type": "step", "step_epochs": 5, "min_lr": 1e-4}},  # only cosine has a floor
+     "recipe schedule 'step' has unknown key 'min_lr'; it reads type and step_epochs, gamma"),
+    ({"schedule": {"type": "constant", "gamma": 0.5}}, "schedule 'constant' has unknown key 'gamma'"),
+    ({"sampler": {"oversample": 0.5, "seed": 3}}, "recipe sampler must be null, \"balanced\" or"),
+    ({"sampler": {"oversample": 0}}, "{'oversample': 0}"),
+    ({"sampler": "balance"}, "got 'balance'"),
+])
+def test_keys_inside_optimizer_schedule_and_sampler_are_checked_too(entry, needle):
+    with pytest.raises(ValueError) as info:
+        resolve_recipe({"default": entry}, None, "toy")
+    assert str(info.value).startswith("model 'toy': ") and needle in str(info.value)
+
+
+def test_what_optimizer_schedule_and_sampler_do_read_still_resolves():
+    rec = resolve_recipe({"default": {"optimizer": "sgd", "sampler": {"oversample": 0.5}}, "x": {
+        "optimizer": {"class_name": "sgd", "config": {"learning_rate": 0.1, "momentum": 0.9}},
+        "schedule": {"type": "multistep", "milestones": [3, 6], "gamma": 0.5}, "sampler": "balanced"}}, "x")
+    assert rec["optimizer"]["config"]["momentum"] == 0.9 and rec["sampler"] == "balanced"
+    # config alone is merged into the default optimizer's (Adam) entry
+    only_config = resolve_recipe({"default": {"optimizer": {"config": {"learning_rate": 0.01}}}})["optimizer"]
+    assert only_config == {"class_name": "adam", "config": {"learning_rate": 0.01}}
+    assert rec["schedule"] == {"type": "multistep", "milestones": [3, 6], "gamma": 0.5}
+    # a recipe naming another schedule type replaces the default's (its keys are not inherited)
+    table = {"default": {"schedule": {"type": "cosine", "epochs": 10, "min_lr": 1e-5}},
+             "x": {"schedule": {"type": "step", "step_epochs": 4}}}
+    assert resolve_recipe(table, "x")["schedule"] == {"type": "step", "step_epochs": 4}
+
+
 def test_build_refuses_a_recipe_with_an_unknown_key(registry):
     registry.register(_KeysPlugin(), name="keys_plugin")
     with pytest.raises(ValueError, match="model 'keys_toy': recipe 'typo' has unknown key 'epoch'"):
