@@ -389,6 +389,13 @@ def _check_args(args) -> None:
         if hasattr(args, "data_dir"):
             _data_dir(args, data)
         _split("--split", getattr(args, "split", None), data)
+        if hasattr(args, "dataset_option"):
+            _kv(args.dataset_option, "--dataset-option")
+    # where results will be written: checked now, not after every model has been evaluated
+    if args.command == "benchmark":
+        _creatable_folder("--output", args.output or Path("benchmark") / f"{args.dataset}.{args.split}")
+    elif getattr(args, "weights_command", None) == "pack":
+        _creatable_folder("--into", args.into)
 
 
 def cmd_plugins(args):
@@ -518,7 +525,7 @@ def cmd_weights_command(args):
         import shlex
 
         out = W.pack(args.run_weights, args.into, tag=args.tag, dataset=args.dataset, data_dir=args.data_dir,
-                     split=args.split, dataset_options=_kv(args.dataset_option), model=args.model,
+                     split=args.split, dataset_options=_kv(args.dataset_option, "--dataset-option"), model=args.model,
                      max_drop=args.max_drop, batch_size=args.batch_size, say=_say,
                      tta="card" if args.tta is None else (None if args.tta == "none" else args.tta),
                      command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
@@ -583,7 +590,7 @@ def cmd_benchmark(args):
     from ferzoo.benchmark import run
 
     result = run(args.items, dataset=args.dataset, data_dir=args.data_dir, split=args.split, output=args.output,
-                 dataset_options=_kv(args.dataset_option), batch_size=args.batch_size,
+                 dataset_options=_kv(args.dataset_option, "--dataset-option"), batch_size=args.batch_size,
                  latency_runs=args.latency_runs, progress=False if args.quiet else None, say=_say,
                  ensemble=args.ensemble, record=args.record,
                  command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)

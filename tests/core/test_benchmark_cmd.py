@@ -177,6 +177,9 @@ def test_items_and_usage_errors_before_any_model_loads(tmp_path, registry, capsy
     cases = [(["toi"], "MODEL[.TAG]: unknown model 'toi'"), (["toy.nope"], "no weights tagged 'nope'"),
              (["deep_emotion.nope"], "known tags: ['fer2013']"),
              (["toy", "--output", str(afile)], "--output"), (["toy", "--split", "x"], "--split"),
+             # under a file: refused now, not after every model was evaluated
+             (["toy", "--output", str(afile / "sub")], f"--output {afile / 'sub'}: {afile} is a file, not a folder"),
+             (["toy", "--dataset-option", "size"], "--dataset-option: expects KEY=VALUE, got 'size'"),
              (["toy", "--dataset", "nope"], "--dataset: unknown data set 'nope'"),
              (["toy.synthetic", "--ensemble"], "--ensemble averages two or more weights; 1 named")]
     for args, needle in cases:

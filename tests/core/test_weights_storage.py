@@ -215,6 +215,8 @@ def test_pack_usage_errors_come_before_any_model_loads(tmp_path, registry, capsy
     cases = [
         ([str(tmp_path / "missing.weights.h5"), "--into", str(tmp_path), "--tag", "t"], "RUN_WEIGHTS"),
         ([str(run), "--into", str(afile), "--tag", "t"], "--into"),
+        ([str(run), "--into", str(afile / "sub"), "--tag", "t"], f"--into {afile / 'sub'}: {afile} is a file"),
+        ([str(run), "--into", str(tmp_path / "o"), "--tag", "t", "--dataset-option", "size"], "--dataset-option"),
         ([str(run), "--into", str(tmp_path / "o"), "--tag", "a/b"], "--tag"),
         ([str(run), "--into", str(tmp_path / "o"), "--tag", "t", "--model", "deep_emotion"], "--model"),
         ([str(run), "--into", str(tmp_path / "o"), "--tag", "t", "--max-drop", "-1"], "--max-drop"),
