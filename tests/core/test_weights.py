@@ -425,3 +425,34 @@ def test_a_trained_models_weights_file_keeps_no_optimizer_state(registry, tmp_pa
     loaded = ferzoo.load("toy", weights=result["weights"])
     x = _images()
     np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6)
+
+
+def test_every_packed_card_follows_the_int8_rule_it_states():
+    """``ferzoo weights pack``'s decision, as each shipped card records it: int8 per channel where the accuracy
+    under the packing protocol dropped by less than the limit, else float16, with both measurements kept, and the
+    file stored as chosen."""
+    import re
+
+    packed = [(key, card) for key, card in W.entries().items() if card.get("packing")]
+    assert len(packed) >= 4
+    for key, card in packed:
+        packing = card["packing"]
+        protocol, accuracy = packing["protocol"], packing["accuracy"]
+        assert {"float32", W.INT8} <= set(accuracy), key
+        drop = 100 * (accuracy["float32"][protocol] - accuracy[W.INT8][protocol])
+        assert packing["int8_drop_points"] == pytest.approx(drop, abs=1e-3), key
+        limit = float(re.search(r"by less than ([0-9.]+) points", packing["rule"]).group(1))
+        assert packing["chosen"] == (W.INT8 if drop < limit else "float16") == card["storage_dtype"], key
+        assert card["storage_dtype"] in accuracy, key  # the shipped storage was measured too
+        assert W.storage_of(W.resolve(*key)[0]) == card["storage_dtype"], key
+
+
+def test_tracked_files_stay_under_96_mib():
+    """Every clone and every wheel carries the repository's files (the shipped weights above all)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    files = [root / name for name in listed.decode().split("\0") if name]
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    assert len(files) > 100 and total < 96 * 2**20, total
