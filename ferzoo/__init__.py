@@ -68,7 +68,8 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     ``class_names`` default to the first ``num_classes`` canonical names (angry, disgust, fear, happy, sad,
     surprise, neutral, contempt). ``config`` overrides the plugin's ``default_config`` (unknown keys are an
     error). ``recipe`` picks the data set recipe ``compile()`` uses; its ``config`` (e.g. a loss margin for that
-    data set) applies under ``config``.
+    data set) applies under ``config``, and its ``input_shape`` (e.g. the 64 x 64 of FDRL's ``fer2013`` recipe)
+    when ``input_shape`` is not given (else the paper's input).
     """
     import keras
 
@@ -77,7 +78,16 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     from .specs import resolve
 
     spec = get_registry().model(name)
-    shape = tuple(int(v) for v in input_shape) if input_shape is not None else tuple(spec.default_input_shape)
+    recipes = spec.recipe_table()
+    if recipe != "default" and recipe not in recipes:
+        raise ValueError(f"model {name!r}: no recipe {recipe!r}; known: {sorted(recipes) or ['default']}")
+    from .recipes import resolve_recipe
+
+    resolved = resolve_recipe(recipes, recipe, name)
+    if input_shape is not None:
+        shape = tuple(int(v) for v in input_shape)
+    else:  # the recipe's input (ferzoo's FER-2013 recipes train at 48-64 px), else the paper's
+        shape = tuple(int(v) for v in (resolved.get("input_shape") or spec.default_input_shape))
     spec.check(num_classes, shape)
     if class_names is None:
         if num_classes > len(CANONICAL):
@@ -90,12 +100,7 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     unknown = sorted(set(config) - set(spec.default_config))
     if unknown:
         raise ValueError(f"model {name!r}: unknown config keys {unknown}; known: {sorted(spec.default_config)}")
-    recipes = spec.recipe_table()
-    if recipe != "default" and recipe not in recipes:
-        raise ValueError(f"model {name!r}: no recipe {recipe!r}; known: {sorted(recipes) or ['default']}")
-    from .recipes import resolve_recipe
-
-    recipe_config = dict(resolve_recipe(recipes, recipe, name).get("config") or {})
+    recipe_config = dict(resolved.get("config") or {})
     bad = sorted(set(recipe_config) - set(spec.default_config))
     if bad:
         raise ValueError(f"model {name!r}: recipe {recipe!r} sets unknown config keys {bad}; "

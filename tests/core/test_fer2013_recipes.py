@@ -60,12 +60,19 @@ def test_a_misspelt_key_in_a_fer2013_recipe_is_refused():
         resolve_recipe(table, "fer2013", "lnlattennet_cpu")
 
 
+def test_build_takes_the_recipes_input_unless_one_is_given():
+    assert _fer2013("daf_cnn")[1]["input_shape"] == [48, 48, 1]  # the paper's input is 96 x 96
+    assert ferzoo.build("daf_cnn", recipe="fer2013").input_shape_hwc == (48, 48, 1)
+    assert ferzoo.build("daf_cnn", recipe="fer2013", input_shape=(96, 96, 1)).input_shape_hwc == (96, 96, 1)
+    assert ferzoo.build("daf_cnn").input_shape_hwc == (96, 96, 1)
+
+
 def _build_and_compile(name):
     spec, rec = _fer2013(name)
     shape = _shape(spec, rec)
     keras.utils.set_random_seed(0)
     kwargs = {"backbone_weights": None} if "backbone_weights" in (spec.init_config or ()) else {}
-    model = ferzoo.build(name, num_classes=7, input_shape=shape, recipe="fer2013", **kwargs)
+    model = ferzoo.build(name, num_classes=7, recipe="fer2013", **kwargs)  # no input_shape: the recipe's
     assert model.input_shape_hwc == shape and model.recipe_name == "fer2013"
     for key, value in (rec.get("config") or {}).items():  # the recipe's config reached the model
         assert model.build_config[key] == value, (name, key)
