@@ -106,6 +106,22 @@ def _permuted(teacher, order):
     return other
 
 
+def test_an_rgb_students_batch_reaches_a_gray_teacher_by_luma_and_through_its_cards_centre_crop(registry):
+    """The conversion the DAN / FDRL teachers (a 72 -> 64 centre crop) and a gray teacher of an RGB student get:
+    ITU-R 601 luma, the resize to the card's ``eval_crop`` (area when shrinking), then the centre crop."""
+    teacher = _toy(shape=(12, 12, 1), seed=2)
+    teacher.eval_crop = [14, 14]
+    student = _toy(shape=(16, 16, 3), seed=3)
+    x = _images(2, size=16, channels=3, seed=4)
+    luma = (x * np.array([0.299, 0.587, 0.114], np.float32)).sum(-1, keepdims=True)
+    by_hand = tf.image.resize(luma, (14, 14), method="area").numpy()[:, 1:13, 1:13]  # (14 - 12) / 2 = 1 each side
+    t = distill.Teacher.from_model(teacher)
+    np.testing.assert_allclose(t.convert(x).numpy(), by_hand, rtol=1e-5, atol=1e-3)
+    d = distill.attach(student, [t], temperature=2.0, alpha=0.5, mode="online")
+    want = _log_softmax(keras.ops.convert_to_numpy(teacher(by_hand, training=False)["logits"]))
+    np.testing.assert_allclose(d.teacher_log_probs(x).numpy()[:, 0], want, atol=1e-4)
+
+
 def test_a_teacher_with_another_class_order_is_matched_by_name(registry):
     student = _toy(seed=0)
     student.compile()
