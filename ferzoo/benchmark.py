@@ -33,9 +33,9 @@ from typing import Callable, Sequence
 from . import weights as W
 
 #: the columns of results.csv, in order
-COLUMNS = ("model", "tag", "dataset", "split", "examples", "accuracy", "tta", "tta_accuracy", "balanced_accuracy",
-           "macro_f1", "recall", "params", "macs", "latency_ms", "storage", "sha256", "dropped_classes",
-           "unscored_examples", "error", "command")
+COLUMNS = ("model", "tag", "dataset", "split", "examples", "accuracy", "tta", "tta_accuracy",
+           "balanced_accuracy", "balanced_accuracy_one_pass", "macro_f1", "recall", "params", "macs", "latency_ms",
+           "storage", "sha256", "dropped_classes", "unscored_examples", "error", "command")
 #: the ``model`` column of the ensemble row
 ENSEMBLE = "ensemble"
 
@@ -318,6 +318,7 @@ def ensemble_row(members: Sequence[tuple[str, dict, dict]], data_names: Sequence
                examples=reports["single"]["num_examples"], accuracy=reports["single"]["accuracy"],
                tta="members' cards", tta_accuracy=reports["tta"]["accuracy"],
                balanced_accuracy=reports["tta"]["balanced_accuracy"], macro_f1=reports["tta"]["macro_f1"],
+               balanced_accuracy_one_pass=reports["single"]["balanced_accuracy"],
                recall=_recall_text(reports["tta"]), params=total("params"), macs=total("macs"),
                dropped_classes=" ".join(n for n in names if n not in known), unscored_examples=int((~keep).sum()),
                command=command or "")
@@ -335,8 +336,8 @@ def _resolve(name: str, tag: str) -> tuple[Path, dict, str]:
 
 
 #: the fields of a row that a card's ``benchmarks`` entry keeps
-RECORDED = ("examples", "accuracy", "tta", "tta_accuracy", "balanced_accuracy", "macro_f1", "params", "macs",
-            "latency_ms", "dropped_classes", "unscored_examples", "command")
+RECORDED = ("examples", "accuracy", "tta", "tta_accuracy", "balanced_accuracy", "balanced_accuracy_one_pass",
+            "macro_f1", "params", "macs", "latency_ms", "dropped_classes", "unscored_examples", "command")
 
 
 def benchmark_entry(row: dict, scores: dict | None = None) -> dict:
@@ -429,6 +430,7 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
             row.update(examples=scores["single"]["num_examples"], accuracy=scores["single"]["accuracy"],
                        tta=model.tta or "none", tta_accuracy="" if scores["tta"] is None else scores["tta"]["accuracy"],
                        balanced_accuracy=best["balanced_accuracy"], macro_f1=best["macro_f1"],
+                       balanced_accuracy_one_pass=scores["single"]["balanced_accuracy"],
                        recall=_recall_text(best),
                        dropped_classes=" ".join(scores["dropped_classes"]), unscored_examples=scores["unscored"],
                        params=count_params(model))
@@ -508,11 +510,12 @@ def _markdown(rows, *, dataset, split, data_names, command) -> str:
         lines += [f"Command: `{command}`", ""]
     lines += [f"Data classes: {', '.join(data_names)}. Accuracy: one pass; TTA: the card's test-time augmentation "
               "and the accuracy with it; balanced accuracy and macro-F1 with the card's augmentation (one pass "
-              "where it names none). MACs and latency: one pass of one image (latency: median on the CPU). "
-              "Classes a model has and the data set lacks are dropped (argmax over the shared classes).", "",
-              "| weights | examples | accuracy % | TTA | accuracy with TTA % | balanced accuracy % | macro-F1 % | "
-              "parameters | MACs | latency ms | storage | sha256 | notes |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+              "where it names none; the one-pass balanced accuracy beside it). MACs and latency: one pass of one "
+              "image (latency: median on the CPU). Classes a model has and the data set lacks are dropped (argmax "
+              "over the shared classes).", "",
+              "| weights | examples | accuracy % | TTA | accuracy with TTA % | balanced accuracy % | balanced, one "
+              "pass % | macro-F1 % | parameters | MACs | latency ms | storage | sha256 | notes |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         notes = []
         if r["dropped_classes"]:
@@ -525,7 +528,8 @@ def _markdown(rows, *, dataset, split, data_names, command) -> str:
         latency = "-" if r["latency_ms"] in ("", None) else f"{float(r['latency_ms']):.2f}"
         lines.append(
             f"| {r['model']}.{tag} | {r['examples'] or '-'} | {_pct(r['accuracy'])} | {r['tta'] or '-'} | "
-            f"{_pct(r['tta_accuracy'])} | {_pct(r['balanced_accuracy'])} | {_pct(r['macro_f1'])} | "
+            f"{_pct(r['tta_accuracy'])} | {_pct(r['balanced_accuracy'])} | {_pct(r['balanced_accuracy_one_pass'])} | "
+            f"{_pct(r['macro_f1'])} | "
             f"{_count(r['params'])} | {_count(r['macs'])} | {latency} | {r['storage'] or '-'} | "
             f"{str(r['sha256'])[:12] or '-'} | {'; '.join(notes).replace('|', '/')} |")
     measured = [r for r in rows if r.get("recall")]

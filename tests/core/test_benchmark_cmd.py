@@ -126,6 +126,15 @@ def test_ensemble_row_averages_the_members_each_with_its_card(tmp_path, registry
     recall = dict(item.split(":") for item in ens["recall"].split())
     assert list(recall) == a.class_names
     assert np.mean([float(v) for v in recall.values()]) == pytest.approx(ens["balanced_accuracy"], abs=1e-4)
+
+    def balanced(probs):  # mean per-class recall of the argmax
+        hit = probs.argmax(-1) == y
+        return np.mean([hit[y == c].mean() for c in np.unique(y)])
+
+    # beside the balanced accuracy with the cards' augmentation, the one-pass one
+    assert ens["balanced_accuracy_one_pass"] == pytest.approx(balanced((pa + pb_single) / 2))
+    assert flipped["balanced_accuracy_one_pass"] == pytest.approx(balanced(pb_single))
+    assert flipped["balanced_accuracy"] == pytest.approx(balanced(pb_flip))
     md = result["md"].read_text()
     assert "| ensemble.toy.synthetic+toy.flipped |" in md and "Recall of each class" in md
     rows = _rows(result["csv"])
