@@ -326,6 +326,11 @@ def ensemble_row(members: Sequence[tuple[str, dict, dict]], data_names: Sequence
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
+def output_folder(output, dataset: str, split: str) -> Path:
+    """Where :func:`run` writes: ``output``, else ``benchmark/DATASET.SPLIT``."""
+    return Path(output) if output is not None else Path("benchmark") / f"{dataset}.{split}"
+
+
 def _resolve(name: str, tag: str) -> tuple[Path, dict, str]:
     """(file, card, short tag) of a named tag or a weights path."""
     if W._looks_like_path(tag):
@@ -398,7 +403,7 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
     say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
     if int(batch_size) < 1 or int(latency_runs) < 0:
         raise ValueError("--batch-size must be >= 1 and --latency-runs >= 0")
-    folder = Path(output) if output is not None else Path("benchmark") / f"{dataset}.{split}"
+    folder = output_folder(output, dataset, split)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--output: {folder} is a file, not a folder")
     pairs = parse_items(items)

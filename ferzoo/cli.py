@@ -393,7 +393,9 @@ def _check_args(args) -> None:
             _kv(args.dataset_option, "--dataset-option")
     # where results will be written: checked now, not after every model has been evaluated
     if args.command == "benchmark":
-        _creatable_folder("--output", args.output or Path("benchmark") / f"{args.dataset}.{args.split}")
+        from ferzoo.benchmark import output_folder
+
+        _creatable_folder("--output", output_folder(args.output, args.dataset, args.split))
     elif getattr(args, "weights_command", None) == "pack":
         _creatable_folder("--into", args.into)
 
@@ -524,10 +526,12 @@ def cmd_weights_command(args):
     else:  # pack
         import shlex
 
+        from ferzoo.recipes import tta_option
+
         out = W.pack(args.run_weights, args.into, tag=args.tag, dataset=args.dataset, data_dir=args.data_dir,
                      split=args.split, dataset_options=_kv(args.dataset_option, "--dataset-option"), model=args.model,
                      max_drop=args.max_drop, batch_size=args.batch_size, say=_say,
-                     tta="card" if args.tta is None else (None if args.tta == "none" else args.tta),
+                     tta=tta_option(args.tta, "card"),
                      command=shlex.join(["ferzoo", *sys.argv[1:]]) if sys.argv[1:] else None)
         card = W.read_card(out)
         print(f"wrote {out} ({card['storage_dtype']}, {card['size'] / 1e6:.2f} MB; {card['metrics']['split']} "

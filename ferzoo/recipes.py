@@ -180,6 +180,11 @@ def resolve_recipe(table: Mapping[str, Mapping], dataset: str | None = None, mod
     return recipe
 
 
+def _unknown_keys(keys) -> str:
+    """``unknown key 'a'`` / ``unknown keys 'a', 'b'``: the start of every refusal of a recipe key."""
+    return f"unknown key{'s' if len(keys) > 1 else ''} {', '.join(map(repr, keys))}"
+
+
 def check_keys(entry: Mapping, model: str = "?", recipe: str = "?") -> None:
     """Refuse a recipe entry with a key that neither training (:data:`DEFAULT_RECIPE`) nor information
     (:data:`INFO_KEYS`) knows."""
@@ -187,9 +192,8 @@ def check_keys(entry: Mapping, model: str = "?", recipe: str = "?") -> None:
         raise ValueError(f"model {model!r}: recipe {recipe!r} must be a mapping of recipe keys, got {entry!r}")
     unknown = sorted(set(entry) - set(KNOWN_KEYS))
     if unknown:
-        raise ValueError(f"model {model!r}: recipe {recipe!r} has unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; known keys: {', '.join(DEFAULT_RECIPE)} "
-                         f"(informational: {', '.join(INFO_KEYS)})")
+        raise ValueError(f"model {model!r}: recipe {recipe!r} has {_unknown_keys(unknown)}; known keys: "
+                         f"{', '.join(DEFAULT_RECIPE)} (informational: {', '.join(INFO_KEYS)})")
 
 
 def protocol_of(recipe: Mapping, model: str = "?") -> dict:
@@ -265,8 +269,8 @@ def validate_schedule(schedule, model: str = "?") -> None:
     unknown = sorted(set(schedule) - {"type", *SCHEDULE_KEYS[kind]})
     if unknown:
         known = ", ".join(SCHEDULE_KEYS[kind]) or "no other key"
-        raise ValueError(f"model {model!r}: recipe schedule {kind!r} has unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; it reads type and {known}")
+        raise ValueError(f"model {model!r}: recipe schedule {kind!r} has {_unknown_keys(unknown)}; it reads type and "
+                         f"{known}")
 
 
 def validate_optimizer(spec, model: str = "?") -> None:
@@ -279,9 +283,8 @@ def validate_optimizer(spec, model: str = "?") -> None:
                          f"{{...}}}}, got {spec!r}")
     unknown = sorted(set(spec) - set(OPTIMIZER_KEYS))
     if unknown:
-        raise ValueError(f"model {model!r}: recipe optimizer has unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; it reads class_name and config (the optimizer's "
-                         f"arguments, e.g. learning_rate, go in config)")
+        raise ValueError(f"model {model!r}: recipe optimizer has {_unknown_keys(unknown)}; it reads class_name and "
+                         f"config (the optimizer's arguments, e.g. learning_rate, go in config)")
     if not isinstance(spec.get("config", {}), Mapping):
         raise ValueError(f"model {model!r}: recipe optimizer config must be a mapping, got {spec['config']!r}")
 

@@ -1073,8 +1073,11 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
         raise ValueError(f"--into: {into} is a file, not a folder")
     if not (0 <= float(max_drop) <= 100):
         raise ValueError(f"--max-drop: must be a number of points in [0, 100], got {max_drop}")
-    if tta != "card" and tta not in PROTOCOLS.values():
-        raise ValueError(f"--tta: must be one of none, flip, tencrop (default: the card's), got {tta!r}")
+    from .recipes import TTA_CHOICES
+
+    if tta != "card" and tta not in TTA_CHOICES:
+        raise ValueError(f"--tta: must be one of none, {', '.join(c for c in TTA_CHOICES if c)} (default: the "
+                         f"card's), got {tta!r}")
     out = into / f"{name}_{tag}{WEIGHTS_SUFFIX}"
     if out.resolve() == src.resolve():
         raise ValueError(f"--into: {out} is RUN_WEIGHTS itself; pack into another folder")
