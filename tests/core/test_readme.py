@@ -160,3 +160,17 @@ def test_the_readme_says_what_the_shipped_weights_weigh():
                 total += W._package_file(source).stat().st_size
     quoted = re.search(r"The shipped weights weigh ([0-9.]+) MB in all", (ROOT / "README.md").read_text())
     assert quoted and float(quoted.group(1)) == round(total / 1e6, 1), total
+
+
+@pytest.mark.slow
+def test_the_readme_says_what_the_wheel_weighs(tmp_path):
+    quoted = re.search(r"The wheel `pip wheel --no-deps \.` builds is about ([0-9.]+) MB", README.read_text())
+    assert quoted, "the README no longer says what the wheel weighs"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+        check=True, capture_output=True, timeout=600,
+    )
+    (wheel,) = tmp_path.glob("ferzoo-*.whl")
+    size_mb = wheel.stat().st_size / 1e6
+    # "about": code and docs change the size by tens of kB, a weights file by megabytes
+    assert abs(size_mb - float(quoted.group(1))) <= 1.0, size_mb
