@@ -119,7 +119,7 @@ def test_plugin_module_does_not_import_tensorflow():
 
 
 def test_ferzoo_fer2013_recipe_trains_the_paper_network_at_1e_4():
-    # at AdamW 1e-3 the 18-conv network stayed at the majority class (plugin README, "Why 1e-4, not 1e-3");
+    # at AdamW 1e-3 the 18-conv network stayed at the majority class for two epochs, at 1e-4 for one (plugin README);
     # the paper's own rate stays in fer2013-paper
     fer = _recipe("daf_cnn", "fer2013")
     assert fer["optimizer"]["class_name"] == "adamw" and fer["optimizer"]["config"]["learning_rate"] == 1e-4
