@@ -2,8 +2,9 @@
 
 `pip install` and `python -m pytest` segments are what CI itself runs around this test (and reinstalling
 inside a test would change the environment under test), so they are skipped; every other segment of a line
-(split at `&&`) runs in a fresh shell, in a fresh folder per page, with a fresh FERZOO_HOME and no network. Each
-page under docs/ is run the same way as README.md (```text and ```sh blocks are shown, not run: commands that
+(split at `&&`) runs in a fresh shell with no network. Each ```bash block stands on its own, as a reader copies it:
+its lines run in order, in a fresh folder with a fresh FERZOO_HOME of its own, and two blocks run at a time (CI has
+two cores; the commands mostly wait on TensorFlow's import). Each page under docs/ is run the same way as README.md (```text and ```sh blocks are shown, not run: commands that
 need real data or take long). File listings shown for a third-party package (```toml, ```py) are what
 test_third_party.py builds and installs.
 """
@@ -27,24 +28,32 @@ def blocks(language: str, page: Path = README) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), flags=re.S | re.M)
 
 
-def bash_commands(page: Path = README) -> list[str]:
+def block_commands(page: Path = README) -> list[list[str]]:
+    """The commands of each ```bash block (comments dropped, lines split at `&&`, the setup segments skipped)."""
     out = []
     for block in blocks("bash", page):
+        commands = []
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             for part in (p.strip() for p in line.split("&&")):
                 if part and not part.startswith(SKIP):
-                    out.append(part)
+                    commands.append(part)
+        if commands:
+            out.append(commands)
     return out
 
 
-def run_commands(commands: list[str], tmp_path: Path, page: Path) -> dict[str, str]:
-    """Run each command in one fresh folder with a fresh FERZOO_HOME, offline; every one must exit 0."""
-    env = {**os.environ, "FERZOO_HOME": str(tmp_path / "home"), "FERZOO_OFFLINE": "1"}
+def bash_commands(page: Path = README) -> list[str]:
+    return [command for block in block_commands(page) for command in block]
+
+
+def run_block(commands: list[str], folder: Path, page: Path) -> dict[str, str]:
+    """One block's commands in order, in ``folder/work`` with FERZOO_HOME ``folder/home``, offline; each must exit 0."""
+    env = {**os.environ, "FERZOO_HOME": str(folder / "home"), "FERZOO_OFFLINE": "1"}
     env.pop("FERZOO_LOAD_PLUGINS", None)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must quiet TensorFlow by itself
-    work = tmp_path / "work"
-    work.mkdir()
+    work = folder / "work"
+    work.mkdir(parents=True)
     outputs = {}
     for command in commands:
         proc = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=600)
@@ -53,6 +62,16 @@ def run_commands(commands: list[str], tmp_path: Path, page: Path) -> dict[str, s
         outputs[command] = proc.stdout + proc.stderr
         assert "oneDNN custom operations" not in proc.stderr  # TensorFlow's log lines stay quiet by default
     return outputs
+
+
+def run_commands(page: Path, tmp_path: Path) -> dict[str, str]:
+    """Every ```bash block of ``page``, two at a time, each in a folder of its own; the outputs by command."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = sorted(enumerate(block_commands(page)), key=lambda item: -len(item[1]))  # the longest blocks first
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda item: run_block(item[1], tmp_path / f"block{item[0]}", page), todo))
+    return {command: output for outputs in done for command, output in outputs.items()}
 
 
 def test_the_readme_has_its_two_setup_commands_first():
@@ -66,7 +85,7 @@ def test_the_readme_has_its_two_setup_commands_first():
 def test_every_readme_command_runs(tmp_path):
     commands = bash_commands()
     assert len(commands) >= 5
-    outputs = run_commands(commands, tmp_path, README)
+    outputs = run_commands(README, tmp_path)
     main = next(c for c in commands if c == "ferzoo predict --demo")
     assert "astronaut_face.png: happy" in outputs[main]
     quick = next(c for c in commands if c.startswith("ferzoo train deep_emotion --dataset synthetic") and "--epochs" not in c)
@@ -79,7 +98,7 @@ DOC_PAGES_WITH_COMMANDS = [page for page in DOCS if bash_commands(page)]
 
 @pytest.mark.parametrize("page", DOC_PAGES_WITH_COMMANDS, ids=lambda page: page.name)
 def test_every_docs_command_runs(page, tmp_path):
-    run_commands(bash_commands(page), tmp_path, page)
+    run_commands(page, tmp_path)
 
 
 PYTHON_BLOCKS = [(page, index) for page in PAGES for index in range(len(blocks("python", page)))]
