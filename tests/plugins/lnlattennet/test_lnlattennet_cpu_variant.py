@@ -98,7 +98,11 @@ def test_the_fer2013_recipe_is_ferzoos_and_sized_for_the_cpu():
     assert rec["config"] == {}  # the architecture is the model's, not the recipe's
 
 
+@pytest.mark.slow
 def test_a_training_step_on_tiny_data_lowers_the_loss():
+    """The variant's full widths in a training step (14 s: slow since the default run neared 15 minutes). The
+    default run trains the same code with BatchNorm in the U-Net through the `synthetic` recipe
+    (test_lnlattennet_training.py), and `lnlattennet_cpu.fer2013` was trained at these widths."""
     keras.utils.set_random_seed(3)
     model = ferzoo.build("lnlattennet_cpu", num_classes=7, recipe="fer2013", dropout=0.0)
     model.compile()
