@@ -1055,9 +1055,44 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
     rule and the protocols. ``tta``: the shipped card's test-time augmentation (``None`` / ``"flip"`` /
     ``"tencrop"``; default ``"card"``, the source card's), which is also the protocol the int8 rule is judged on.
     Returns the path. Arguments are checked before any model loads."""
-    import ferzoo
-
     say = say or (lambda line: print(f"ferzoo: {line}", file=sys.stderr))
+    src, card, out = _check_pack(source, into, tag=tag, model=model, max_drop=max_drop, tta=tta)
+    ds = open_split(dataset, data_dir, split, dataset_options)
+    from .data import prepare
+
+    full = load_file(card["model"], src, card)
+    if tta != "card":
+        full.tta = tta
+    crop = {"load_size": full.eval_crop, "crop": "center"} if full.eval_crop else {}
+    data = prepare(ds, full.input_shape_hwc, batch_size=batch_size, **crop)
+    protocol = _protocol_of(full.tta)
+    with tempfile.TemporaryDirectory(prefix="ferzoo-pack-") as scratch:
+        trials = _PackTrials(full, src, card, data, Path(scratch), say)
+        trials.run(INT8)
+        drop = 100 * (trials.results[trials.source_storage][protocol]["accuracy"]
+                      - trials.results[INT8][protocol]["accuracy"])
+        chosen = INT8 if drop < float(max_drop) else "float16"
+        if chosen != INT8:
+            trials.run("float16")
+        say(f"accuracy drop with int8 ({protocol}): {drop:.2f} points; limit {float(max_drop):g}: storing {chosen}")
+        metrics = _packed_metrics(trials.results[chosen], protocol, split=split, tta=full.tta, storage=chosen,
+                                  command=command)
+        packing = {
+            "chosen": chosen, "protocol": protocol, "int8_drop_points": round(drop, 4),
+            "rule": f"int8-per-channel if the {split} accuracy with the card's test-time augmentation ({protocol}) "
+                    f"drops by less than {float(max_drop):g} points against {trials.source_storage}, else float16",
+            "protocols": {p: PROTOCOL_TEXT[p] for p in PROTOCOLS},
+            "dataset": dataset, "split": split,
+            "accuracy": {storage: {p: r[p]["accuracy"] for p in PROTOCOLS} for storage, r in trials.results.items()},
+            "sizes": dict(trials.sizes), "command": command,
+        }
+        new_card = _packed_card(card, src, out, storage=chosen, metrics=metrics, tta=full.tta, packing=packing)
+        save_weights_and_card(None, out, new_card, arrays_from=trials.files[chosen])
+    return out
+
+
+def _check_pack(source, into, *, tag, model, max_drop, tta) -> tuple[Path, dict, Path]:
+    """``pack``'s arguments, checked before any model loads: the source file and its card, and the output path."""
     src = weights_file(source, "RUN_WEIGHTS")
     try:
         card = read_card(src)
@@ -1081,68 +1116,63 @@ def pack(source: str | os.PathLike, into: str | os.PathLike, *, tag: str, datase
     out = into / f"{name}_{tag}{WEIGHTS_SUFFIX}"
     if out.resolve() == src.resolve():
         raise ValueError(f"--into: {out} is RUN_WEIGHTS itself; pack into another folder")
-    ds = open_split(dataset, data_dir, split, dataset_options)
+    return src, card, out
 
-    from .data import prepare
 
-    full = load_file(name, src, card)
-    if tta != "card":
-        full.tta = tta
-    crop = {"load_size": full.eval_crop, "crop": "center"} if full.eval_crop else {}
-    data = prepare(ds, full.input_shape_hwc, batch_size=batch_size, **crop)
-    protocol = _protocol_of(full.tta)
-    source_storage = storage_of(src)
-    results = {source_storage: measure(full, data)}
-    sizes = {source_storage: src.stat().st_size}
-    say(f"{src.name} ({source_storage}): " + _accuracies_text(results[source_storage]))
-    with tempfile.TemporaryDirectory(prefix="ferzoo-pack-") as scratch:
-        files = {}
+class _PackTrials:
+    """``pack``'s measurements: the source as it is, then each storage written to ``scratch``, reloaded from that
+    file and measured again (``results`` and ``sizes`` by storage name; ``files`` the written ones)."""
 
-        def trial(storage):
-            files[storage] = Path(scratch) / f"{storage}{WEIGHTS_SUFFIX}"
-            write_weights(full, files[storage], storage)
-            sizes[storage] = files[storage].stat().st_size
-            stored = load_file(name, files[storage], card, verify=False)
-            results[storage] = measure(stored, data)
-            say(f"{storage} storage ({sizes[storage] / 1e6:.2f} MB): " + _accuracies_text(results[storage]))
+    def __init__(self, full, src: Path, card: dict, data, scratch: Path, say):
+        self.full, self.card, self.data, self.scratch, self.say = full, card, data, scratch, say
+        self.source_storage = storage_of(src)
+        self.results = {self.source_storage: measure(full, data)}
+        self.sizes = {self.source_storage: src.stat().st_size}
+        self.files: dict[str, Path] = {}
+        say(f"{src.name} ({self.source_storage}): " + _accuracies_text(self.results[self.source_storage]))
 
-        trial(INT8)
-        drop = 100 * (results[source_storage][protocol]["accuracy"] - results[INT8][protocol]["accuracy"])
-        chosen = INT8 if drop < float(max_drop) else "float16"
-        if chosen != INT8:
-            trial("float16")
-        say(f"accuracy drop with int8 ({protocol}): {drop:.2f} points; limit {float(max_drop):g}: storing {chosen}")
-        final = results[chosen][protocol]
-        metrics = {"split": split, "accuracy": final["accuracy"], "balanced_accuracy": final["balanced_accuracy"],
-                   "macro_f1": final["macro_f1"], "num_examples": final["num_examples"],
-                   "confusion_matrix": final["confusion_matrix"], "tta": full.tta,
-                   "single_pass_accuracy": results[chosen]["single"]["accuracy"],
-                   "flip_accuracy": results[chosen]["flip"]["accuracy"],
-                   "tencrop_accuracy": results[chosen]["tencrop"]["accuracy"],
-                   "storage": chosen}
-        if command:
-            metrics["command"] = command
-        packing = {
-            "chosen": chosen, "protocol": protocol, "int8_drop_points": round(drop, 4),
-            "rule": f"int8-per-channel if the {split} accuracy with the card's test-time augmentation ({protocol}) "
-                    f"drops by less than {float(max_drop):g} points against {source_storage}, else float16",
-            "protocols": {p: PROTOCOL_TEXT[p] for p in PROTOCOLS},
-            "dataset": dataset, "split": split,
-            "accuracy": {storage: {p: r[p]["accuracy"] for p in PROTOCOLS} for storage, r in results.items()},
-            "sizes": dict(sizes), "command": command,
-        }
-        dropped = ("sha256", "size", "save_id", "origin", "sources", "license", "dataset_terms", "half_check",
-                   "clash", "plugin")
-        new_card = {k: v for k, v in card.items() if k not in dropped}
-        if card.get("dataset") in ferzoo.list_datasets():  # the training faces' framing, as its reader states it
-            from .faces import dataset_framing
+    def run(self, storage: str) -> None:
+        path = self.files[storage] = self.scratch / f"{storage}{WEIGHTS_SUFFIX}"
+        write_weights(self.full, path, storage)
+        self.sizes[storage] = path.stat().st_size
+        stored = load_file(self.card["model"], path, self.card, verify=False)
+        self.results[storage] = measure(stored, self.data)
+        self.say(f"{storage} storage ({self.sizes[storage] / 1e6:.2f} MB): "
+                 + _accuracies_text(self.results[storage]))
 
-            new_card["input_spec"] = {**card["input_spec"], **dataset_framing(card["dataset"])}
-        new_card.update(file=out.name, ferzoo_version=ferzoo.__version__, storage_dtype=chosen, metrics=metrics,
-                        tta=full.tta, packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
-                                                         or sha256_of(src)})
-        save_weights_and_card(None, out, new_card, arrays_from=files[chosen])
-    return out
+
+def _packed_metrics(result: dict, protocol: str, *, split, tta, storage, command) -> dict:
+    """The shipped card's ``metrics``: the chosen file's measurement with the card's protocol, and every protocol's
+    accuracy beside it."""
+    final = result[protocol]
+    metrics = {"split": split, "accuracy": final["accuracy"], "balanced_accuracy": final["balanced_accuracy"],
+               "macro_f1": final["macro_f1"], "num_examples": final["num_examples"],
+               "confusion_matrix": final["confusion_matrix"], "tta": tta,
+               "single_pass_accuracy": result["single"]["accuracy"],
+               "flip_accuracy": result["flip"]["accuracy"],
+               "tencrop_accuracy": result["tencrop"]["accuracy"],
+               "storage": storage}
+    if command:
+        metrics["command"] = command
+    return metrics
+
+
+def _packed_card(card: dict, src: Path, out: Path, *, storage, metrics, tta, packing) -> dict:
+    """The source card less what belongs to the source file, with the training faces' framing (as the data set's
+    reader states it) and the packing's results."""
+    import ferzoo
+
+    dropped = ("sha256", "size", "save_id", "origin", "sources", "license", "dataset_terms", "half_check",
+               "clash", "plugin")
+    new_card = {k: v for k, v in card.items() if k not in dropped}
+    if card.get("dataset") in ferzoo.list_datasets():
+        from .faces import dataset_framing
+
+        new_card["input_spec"] = {**card["input_spec"], **dataset_framing(card["dataset"])}
+    new_card.update(file=out.name, ferzoo_version=ferzoo.__version__, storage_dtype=storage, metrics=metrics,
+                    tta=tta, packing=packing, converted_from={"file": src.name, "sha256": card.get("sha256")
+                                                              or sha256_of(src)})
+    return new_card
 
 
 def open_split(dataset: str, data_dir, split: str, options: Mapping | None = None):
