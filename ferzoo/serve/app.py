@@ -382,33 +382,82 @@ def create_app(models: Sequence[ServedModel], *, max_body_mb: float = 20.0):
     """The ASGI application serving ``models`` (the first is the default of ``/v1/photos``)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     if not models:
         raise ValueError("serve at least one model")
-    by_name = {m.name: m for m in models}
-    default = models[0]
-    static = {p.name: p.read_bytes() for p in resources.files(__package__).joinpath("static").iterdir()
-              if p.is_file() and Path(p.name).suffix in STATIC_TYPES}
+    handlers = _Handlers(models)
+    routes = [
+        Route("/", handlers.page, methods=["GET"]),
+        Route("/static/{name}", handlers.page, methods=["GET"]),
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/v1/models", handlers.list_models, methods=["GET"]),
+        Route("/v1/models/{rest:path}", handlers.models_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/v1/photos", handlers.photos, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={RequestError: _on_request_error, BodyTooLarge: _on_too_large,
+                                                       HTTPException: _on_http, Exception: _on_internal})
+    app.state.models = list(models)
+    return BodyLimit(app, int(max_body_mb * 2 ** 20))
 
-    def error(message: str, status: int = 400, **extra) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status_code=status)
 
-    def model_named(name: str, version: str | None) -> ServedModel:
-        served = by_name.get(name)
+def _error(message: str, status: int = 400, **extra):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _on_request_error(request, exc: RequestError):
+    return _error(exc.message, exc.status, **exc.extra)
+
+
+async def _on_too_large(request, exc: BodyTooLarge):
+    response = _error(str(exc), 413)
+    response.headers["connection"] = "close"  # the rest of the body is not read
+    return response
+
+
+async def _on_internal(request, exc: Exception):
+    log.exception("request failed", exc_info=exc)
+    return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
+
+
+async def _on_http(request, exc):
+    if exc.status_code == 405:
+        return _error(f"method {request.method} not allowed on {request.url.path}", 405)
+    if exc.status_code == 404:
+        return _error(f"no such endpoint: {request.url.path}", 404)
+    return _error(str(exc.detail), exc.status_code)
+
+
+#: ``/v1/models/`` + NAME, an optional ``/versions/V``, then ``:predict``, ``/metadata`` or nothing (the status)
+_MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<tail>:predict|/metadata)?$")
+
+
+class _Handlers:
+    """The routes' handlers over the served models (the first is the default of ``/v1/photos``)."""
+
+    def __init__(self, models: Sequence[ServedModel]):
+        self.models = list(models)
+        self.by_name = {m.name: m for m in models}
+        self.default = self.models[0]
+        self.static = {p.name: p.read_bytes() for p in resources.files(__package__).joinpath("static").iterdir()
+                       if p.is_file() and Path(p.name).suffix in STATIC_TYPES}
+
+    def model_named(self, name: str, version: str | None) -> ServedModel:
+        served = self.by_name.get(name)
         if served is None:
-            raise RequestError(f"unknown model {name!r}; served: {', '.join(by_name)}", 404)
+            raise RequestError(f"unknown model {name!r}; served: {', '.join(self.by_name)}", 404)
         if version is not None and version != VERSION:
             raise RequestError(f"model {name!r} has no version {version!r}; served: {VERSION}", 404)
         return served
 
-    pattern = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<tail>:predict|/metadata)?$")
+    async def models_route(self, request):
+        """TensorFlow Serving's status, metadata and predict routes."""
+        from starlette.responses import JSONResponse
 
-    async def models_route(request: Request):
         rest = request.path_params["rest"]
-        match = pattern.match(rest)
+        match = _MODEL_PATH.match(rest)
         if not match:
             if re.search(r":(classify|regress)$", rest):
                 raise RequestError("ferzoo serve answers :predict (TensorFlow Serving's classify and regress "
@@ -419,13 +468,12 @@ def create_app(models: Sequence[ServedModel], *, max_body_mb: float = 20.0):
         wanted = "POST" if tail == ":predict" else "GET"
         if method != wanted:
             raise RequestError(f"method {method} not allowed on {request.url.path}; use {wanted}", 405)
-        served = model_named(match["name"], match["version"])
+        served = self.model_named(match["name"], match["version"])
         if tail == "/metadata":
             return JSONResponse(tf_serving_metadata(served))
         if tail is None:
             return JSONResponse(tf_serving_status(served))
-        body = await request.body()
-        fmt, kind, values = parse_predict(body, served)
+        fmt, kind, values = parse_predict(await request.body(), served)
         if kind == BYTES_SIGNATURE:
             def decode():
                 return served.preprocess([decode_b64_image(v, f"instance {i}") for i, v in enumerate(values)])
@@ -439,106 +487,90 @@ def create_app(models: Sequence[ServedModel], *, max_body_mb: float = 20.0):
         key = "predictions" if fmt == "row" else "outputs"
         return JSONResponse({key: probs.tolist()})
 
-    async def list_models(request: Request):
+    async def list_models(self, request):
+        from starlette.responses import JSONResponse
+
         return JSONResponse({"models": [{"name": m.name, "model": m.model.model_name, "weights": m.weights,
                                          "version": VERSION, "class_names": m.class_names,
                                          "input_shape": list(m.input_shape), "explainers": m.explainers,
-                                         "default": m is default} for m in models]})
+                                         "default": m is self.default} for m in self.models]})
 
-    async def photos(request: Request):
-        unknown = sorted(set(request.query_params) - set(PHOTO_OPTIONS))
-        if unknown:
-            raise RequestError(f"unknown option {unknown[0]!r}; /v1/photos takes {', '.join(PHOTO_OPTIONS)}")
-        q = request.query_params
-        served = model_named(q["model"], None) if q.get("model") else default
-        explain = q.get("explain") or None
-        if explain is not None and explain not in served.explainers:
-            raise RequestError(f"explain: unknown method {explain!r}; model {served.name!r} has "
-                               f"{', '.join(served.explainers)}")
-        annotate, detect = _flag(q, "annotate", False), _flag(q, "detect", True)
-        ctype = request.headers.get("content-type", "")
-        files: list[tuple[str, bytes]] = []
-        if ctype.startswith("multipart/form-data"):
-            try:
-                form = await request.form(max_files=256, max_fields=64)
-            except BodyTooLarge:
-                raise
-            except Exception as exc:  # noqa: BLE001 - python-multipart's parse errors
-                raise RequestError(f"malformed multipart body: {exc}") from None
-            try:
-                for _, value in form.multi_items():
-                    if hasattr(value, "read"):
-                        data = await value.read()
-                        name = Path(value.filename or "upload").name or "upload"
-                        if not data:
-                            raise RequestError(f"empty upload: file {name!r} has no bytes")
-                        files.append((name, data))
-            finally:
-                await form.close()
-            if not files:
-                raise RequestError("no file in the upload: send multipart/form-data with one or more files, "
-                                   "or one image as the raw body")
-        elif ctype.startswith(("application/json", "application/x-www-form-urlencoded", "text/")):
-            raise RequestError(f"content type {ctype.split(';')[0]!r}: send multipart/form-data with files, or "
-                               f"an image as the raw body (image/jpeg, image/png, application/octet-stream)", 415)
-        else:
-            data = await request.body()
-            if not data:
-                raise RequestError("empty upload: the body holds no image")
-            files.append(("upload", data))
-        result = await asyncio.wrap_future(served.photos.submit(
-            PhotoJob(files, explain=explain, annotate=annotate, detect=detect), rows=len(files)))
+    async def photos(self, request):
+        """``POST /v1/photos``: the options checked, the uploads read, the photo path run in the model's batcher."""
+        from starlette.responses import JSONResponse
+
         from ..predict import failed
 
+        served, explain, annotate, detect = self._photo_options(request.query_params)
+        files = await _uploads(request)
+        result = await asyncio.wrap_future(served.photos.submit(
+            PhotoJob(files, explain=explain, annotate=annotate, detect=detect), rows=len(files)))
         head = {"model": served.name, "weights": served.weights, "class_names": served.class_names}
         records = result["records"]
         if len(files) == 1 and records and all(failed(r["status"]) for r in records):
             raise RequestError(f"{files[0][0]}: {records[0]['status']}", 400, {**head, **result})
         return JSONResponse({**head, **result})
 
-    async def healthz(request: Request):
-        return JSONResponse({"status": "ok", "models": list(by_name),
-                             "batches": {m.name: {"predict": dict(m.predictor.stats), "photos": dict(m.photos.stats)}
-                                         for m in models}})
+    def _photo_options(self, q) -> tuple[ServedModel, str | None, bool, bool]:
+        unknown = sorted(set(q) - set(PHOTO_OPTIONS))
+        if unknown:
+            raise RequestError(f"unknown option {unknown[0]!r}; /v1/photos takes {', '.join(PHOTO_OPTIONS)}")
+        served = self.model_named(q["model"], None) if q.get("model") else self.default
+        explain = q.get("explain") or None
+        if explain is not None and explain not in served.explainers:
+            raise RequestError(f"explain: unknown method {explain!r}; model {served.name!r} has "
+                               f"{', '.join(served.explainers)}")
+        return served, explain, _flag(q, "annotate", False), _flag(q, "detect", True)
 
-    async def page(request: Request):
+    async def healthz(self, request):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok", "models": list(self.by_name),
+                             "batches": {m.name: {"predict": dict(m.predictor.stats), "photos": dict(m.photos.stats)}
+                                         for m in self.models}})
+
+    async def page(self, request):
+        from starlette.responses import Response
+
         name = request.path_params.get("name", "index.html")
-        if name not in static:
+        if name not in self.static:
             raise RequestError(f"no such file: {name}", 404)
-        return Response(static[name], media_type=STATIC_TYPES[Path(name).suffix],
+        return Response(self.static[name], media_type=STATIC_TYPES[Path(name).suffix],
                         headers={"cache-control": "no-cache"})
 
-    async def on_request_error(request, exc: RequestError):
-        return error(exc.message, exc.status, **exc.extra)
 
-    async def on_too_large(request, exc: BodyTooLarge):
-        response = error(str(exc), 413)
-        response.headers["connection"] = "close"  # the rest of the body is not read
-        return response
-
-    async def on_internal(request, exc: Exception):
-        log.exception("request failed", exc_info=exc)
-        return error(f"internal error: {type(exc).__name__}: {exc}", 500)
-
-    async def on_http(request, exc: HTTPException):
-        if exc.status_code == 405:
-            return error(f"method {request.method} not allowed on {request.url.path}", 405)
-        if exc.status_code == 404:
-            return error(f"no such endpoint: {request.url.path}", 404)
-        return error(str(exc.detail), exc.status_code)
-
-    routes = [
-        Route("/", page, methods=["GET"]),
-        Route("/static/{name}", page, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{rest:path}", models_route, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-        Route("/v1/photos", photos, methods=["POST"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={RequestError: on_request_error, BodyTooLarge: on_too_large,
-                                                       HTTPException: on_http, Exception: on_internal})
-    app.state.models = list(models)
-    return BodyLimit(app, int(max_body_mb * 2 ** 20))
+async def _uploads(request) -> list[tuple[str, bytes]]:
+    """The photos of a ``/v1/photos`` request as (name, bytes): multipart files, or one raw image body."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("application/json", "application/x-www-form-urlencoded", "text/")):
+        raise RequestError(f"content type {ctype.split(';')[0]!r}: send multipart/form-data with files, or "
+                           f"an image as the raw body (image/jpeg, image/png, application/octet-stream)", 415)
+    if not ctype.startswith("multipart/form-data"):
+        data = await request.body()
+        if not data:
+            raise RequestError("empty upload: the body holds no image")
+        return [("upload", data)]
+    try:
+        form = await request.form(max_files=256, max_fields=64)
+    except BodyTooLarge:
+        raise
+    except Exception as exc:  # noqa: BLE001 - python-multipart's parse errors
+        raise RequestError(f"malformed multipart body: {exc}") from None
+    files = []
+    try:
+        for _, value in form.multi_items():
+            if hasattr(value, "read"):
+                data = await value.read()
+                name = Path(value.filename or "upload").name or "upload"
+                if not data:
+                    raise RequestError(f"empty upload: file {name!r} has no bytes")
+                files.append((name, data))
+    finally:
+        await form.close()
+    if not files:
+        raise RequestError("no file in the upload: send multipart/form-data with one or more files, "
+                           "or one image as the raw body")
+    return files
 
 
 def _flag(query, name: str, default: bool) -> bool:
