@@ -414,8 +414,6 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
 
     from tqdm.auto import tqdm
 
-    from .data import prepare
-
     rows, members = [], []
     bar = tqdm(pairs, desc="benchmark", unit="weights", disable=None if progress is None else not progress)
     for name, tag in bar:
@@ -424,67 +422,88 @@ def run(items: Sequence[str] = (), *, dataset: str, data_dir=None, split: str = 
         row = {k: "" for k in COLUMNS}
         row.update(model=name, tag=tag, dataset=dataset, split=split, command=command or "")
         try:
-            path, card, _short = _resolve(name, tag)
-            row["sha256"] = card.get("sha256") or W.sha256_of(path)
-            row["storage"] = card.get("storage_dtype") or W.storage_of(path)
-            model = W.load_file(name, path, card, tag=None if W._looks_like_path(tag) else tag)
-            crop = {"load_size": model.eval_crop, "crop": "center"} if model.eval_crop else {}
-            data = prepare(ds, model.input_shape_hwc, batch_size=int(batch_size), **crop)
-            scores = evaluate_shared(model, data, data_names)
-            best = scores["tta"] or scores["single"]
-            row.update(examples=scores["single"]["num_examples"], accuracy=scores["single"]["accuracy"],
-                       tta=model.tta or "none", tta_accuracy="" if scores["tta"] is None else scores["tta"]["accuracy"],
-                       balanced_accuracy=best["balanced_accuracy"], macro_f1=best["macro_f1"],
-                       balanced_accuracy_one_pass=scores["single"]["balanced_accuracy"],
-                       recall=_recall_text(best),
-                       dropped_classes=" ".join(scores["dropped_classes"]), unscored_examples=scores["unscored"],
-                       params=count_params(model))
-            if scores["dropped_classes"]:
-                say(f"{label}: classes {', '.join(scores['dropped_classes'])} are not in {dataset}: dropped, the "
-                    f"prediction is the argmax over the {len(scores['shared_classes'])} shared classes")
-            if scores["unscored"]:
-                missing = [n for n in data_names if n not in model.class_names]
-                say(f"{label}: {scores['unscored']} examples of {', '.join(missing)} (unknown to the model) not scored")
-            try:
-                macs = count_macs(model)
-            except Exception:  # noqa: BLE001 - a count we cannot make is reported as n/a
-                macs = None
-            row["macs"] = "n/a" if macs is None else macs
-            if latency_runs:
-                row["latency_ms"] = round(latency_ms(model, latency_runs), 3)
+            scores, path = _measure_into(row, name, tag, ds, data_names, label=label, batch_size=int(batch_size),
+                                         latency_runs=latency_runs, say=say)
             if ensemble:
                 members.append((label, row, scores))
             if record:
-                places = record_row(row, path, name=name, tag=None if W._looks_like_path(tag) else tag,
-                                    scores=scores)
-                for where in places:
-                    say(f"{label}: recorded in {where}")
-                if not places:
-                    say(f"{label}: not recorded: no card file beside {path} and no registry entry of this file")
+                _record(row, path, name, tag, label, scores, say)
         except Exception as exc:  # noqa: BLE001 - one broken model must not stop the leaderboard
             row["error"] = _one_line(exc)
             say(f"{label}: failed: {row['error']}")
         finally:
-            model = None
             gc.collect()
         rows.append(row)
     bar.close()
     if ensemble:
-        if len(members) < 2:
-            say(f"ensemble: only {len(members)} of the weights were measured; no ensemble row")
-        else:
-            try:
-                rows.append(ensemble_row(members, data_names, dataset=dataset, split=split, command=command))
-            except ValueError as exc:
-                rows.append({**{k: "" for k in COLUMNS}, "model": ENSEMBLE, "dataset": dataset, "split": split,
-                             "tag": "+".join(m[0] for m in members), "error": _one_line(exc)})
-                say(f"ensemble: failed: {rows[-1]['error']}")
+        rows.extend(_ensemble_rows(members, data_names, dataset=dataset, split=split, command=command, say=say))
     csv_path, md_path = folder / "results.csv", folder / "results.md"
     with W.atomic_path(csv_path) as tmp:
         tmp.write_text(_csv(rows))
     with W.atomic_path(md_path) as tmp:
         tmp.write_text(_markdown(rows, dataset=dataset, split=split, data_names=data_names, command=command))
     return {"rows": rows, "csv": csv_path, "md": md_path}
+
+
+def _measure_into(row: dict, name: str, tag: str, ds, data_names: list, *, label: str, batch_size: int,
+                  latency_runs: int, say) -> tuple[dict, Path]:
+    """One leaderboard row: load the weights, score them on ``ds`` (classes matched by name), count parameters
+    and MACs, time batch-1 latency; fills ``row`` and returns the scores and the weights file."""
+    from .data import prepare
+
+    path, card, _short = _resolve(name, tag)
+    row["sha256"] = card.get("sha256") or W.sha256_of(path)
+    row["storage"] = card.get("storage_dtype") or W.storage_of(path)
+    model = W.load_file(name, path, card, tag=None if W._looks_like_path(tag) else tag)
+    crop = {"load_size": model.eval_crop, "crop": "center"} if model.eval_crop else {}
+    data = prepare(ds, model.input_shape_hwc, batch_size=batch_size, **crop)
+    scores = evaluate_shared(model, data, data_names)
+    best = scores["tta"] or scores["single"]
+    row.update(examples=scores["single"]["num_examples"], accuracy=scores["single"]["accuracy"],
+               tta=model.tta or "none", tta_accuracy="" if scores["tta"] is None else scores["tta"]["accuracy"],
+               balanced_accuracy=best["balanced_accuracy"], macro_f1=best["macro_f1"],
+               balanced_accuracy_one_pass=scores["single"]["balanced_accuracy"],
+               recall=_recall_text(best),
+               dropped_classes=" ".join(scores["dropped_classes"]), unscored_examples=scores["unscored"],
+               params=count_params(model))
+    if scores["dropped_classes"]:
+        say(f"{label}: classes {', '.join(scores['dropped_classes'])} are not in {row['dataset']}: dropped, the "
+            f"prediction is the argmax over the {len(scores['shared_classes'])} shared classes")
+    if scores["unscored"]:
+        missing = [n for n in data_names if n not in model.class_names]
+        say(f"{label}: {scores['unscored']} examples of {', '.join(missing)} (unknown to the model) not scored")
+    try:
+        macs = count_macs(model)
+    except Exception:  # noqa: BLE001 - a count we cannot make is reported as n/a
+        macs = None
+    row["macs"] = "n/a" if macs is None else macs
+    if latency_runs:
+        row["latency_ms"] = round(latency_ms(model, latency_runs), 3)
+    return scores, path
+
+
+def _record(row: dict, path, name: str, tag: str, label: str, scores: dict, say) -> None:
+    """``--record``: the measured row into its weights' card (the packaged card and the registry entry's)."""
+    places = record_row(row, path, name=name, tag=None if W._looks_like_path(tag) else tag, scores=scores)
+    for where in places:
+        say(f"{label}: recorded in {where}")
+    if not places:
+        say(f"{label}: not recorded: no card file beside {path} and no registry entry of this file")
+
+
+def _ensemble_rows(members: list, data_names: list, *, dataset: str, split: str, command, say) -> list[dict]:
+    """``--ensemble``: one row averaging the measured members' probabilities, or a row with its error; none
+    when fewer than two were measured."""
+    if len(members) < 2:
+        say(f"ensemble: only {len(members)} of the weights were measured; no ensemble row")
+        return []
+    try:
+        return [ensemble_row(members, data_names, dataset=dataset, split=split, command=command)]
+    except ValueError as exc:
+        row = {**{k: "" for k in COLUMNS}, "model": ENSEMBLE, "dataset": dataset, "split": split,
+               "tag": "+".join(m[0] for m in members), "error": _one_line(exc)}
+        say(f"ensemble: failed: {row['error']}")
+        return [row]
 
 
 def _csv(rows) -> str:
