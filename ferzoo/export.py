@@ -535,18 +535,7 @@ def export(model, weights: str | os.PathLike | None = None, *, format: str = "sa
     parity report."""
     import ferzoo
 
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r}; use one of {list(FORMATS)}")
-    if tta is not None and tta not in TTA_CHOICES:
-        raise ExportError(f"--tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
-    if layout not in LAYOUTS:
-        raise ExportError(f"--layout {layout!r}: use one of {', '.join(LAYOUTS)}")
-    if layout == "serving" and format != "savedmodel":
-        raise ExportError("--layout serving: TensorFlow Serving's layout holds SavedModels (--format savedmodel)")
-    if quantize not in QUANTIZATIONS:
-        raise ExportError(f"unknown quantization {quantize!r}; use one of {list(QUANTIZATIONS)}")
-    if format == "savedmodel" and quantize != "none":
-        raise ExportError(f"quantization {quantize!r} applies to TFLite only; a SavedModel is float32")
+    _check_export_options(format=format, quantize=quantize, tta=tta, layout=layout)
     if isinstance(model, str):
         model = ferzoo.load(model, weights=weights)
     elif weights is not None:
@@ -564,49 +553,75 @@ def export(model, weights: str | os.PathLike | None = None, *, format: str = "sa
             "weights_sha256": card.get("sha256") if card else None, "ferzoo_version": ferzoo.__version__}
     check_images = sample_images(model, dataset, data_dir=data_dir, split=check_split, count=check_size,
                                  seed=1, **opts) if check else None
-    output = Path(output)
     if format == "savedmodel":
-        base = None
-        if layout == "serving":
-            if output.exists() and not output.is_dir():
-                raise ExportError(f"--output {output}: exists and is not a folder")
-            base = output / model.model_name
-            output = base / str(next_version(base))
-        with _staging_dir(output) as tmp, with_tta(model, tta):
-            write_savedmodel(model, tmp, image_bytes=layout == "serving", any_size=layout == "serving")
-            if check:
-                reference = keras_probabilities(model, check_images, tta=True)
-                info["parity"] = parity(reference, run_savedmodel(tmp, check_images))
-                info["parity_uint8"] = parity(reference, run_savedmodel(tmp, check_images, "serving_uint8"))
-            _write_json(tmp / SIDECAR, {**info, "card": card})
-        info.update(output=str(output), size_bytes=_tree_size(output))
-        if base is not None:
-            info.update(version=int(output.name), serving_command=serving_command(base, model.model_name))
-        return info
-
-    if output.is_dir():
-        output = output / f"{model.model_name}_{quantize}.tflite"
+        return _export_savedmodel(model, Path(output), info, card, tta=tta, layout=layout, check_images=check_images)
     representative = None
     if quantize == "int8":
         representative = sample_images(model, dataset, data_dir=data_dir, split=calibration_split,
                                        count=calibration_size, seed=0, **opts)
         info["calibration"] = {"dataset": dataset, "split": calibration_split, "n": int(len(representative))}
+    return _export_tflite(model, Path(output), info, card, tta=tta, quantize=quantize, representative=representative,
+                          check_images=check_images, check_dataset={"name": dataset, "split": check_split})
+
+
+def _check_export_options(*, format, quantize, tta, layout) -> None:
+    """``export``'s options, checked before any model loads."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; use one of {list(FORMATS)}")
+    if tta is not None and tta not in TTA_CHOICES:
+        raise ExportError(f"--tta {tta!r}: use one of {', '.join(TTA_CHOICES)}")
+    if layout not in LAYOUTS:
+        raise ExportError(f"--layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if layout == "serving" and format != "savedmodel":
+        raise ExportError("--layout serving: TensorFlow Serving's layout holds SavedModels (--format savedmodel)")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; use one of {list(QUANTIZATIONS)}")
+    if format == "savedmodel" and quantize != "none":
+        raise ExportError(f"quantization {quantize!r} applies to TFLite only; a SavedModel is float32")
+
+
+def _export_savedmodel(model, output: Path, info: dict, card, *, tta, layout, check_images) -> dict:
+    """Write the SavedModel (staged, then moved into place), its parity against Keras and its sidecar."""
+    base = None
+    if layout == "serving":
+        if output.exists() and not output.is_dir():
+            raise ExportError(f"--output {output}: exists and is not a folder")
+        base = output / model.model_name
+        output = base / str(next_version(base))
+    with _staging_dir(output) as tmp, with_tta(model, tta):
+        write_savedmodel(model, tmp, image_bytes=layout == "serving", any_size=layout == "serving")
+        if check_images is not None:
+            reference = keras_probabilities(model, check_images, tta=True)
+            info["parity"] = parity(reference, run_savedmodel(tmp, check_images))
+            info["parity_uint8"] = parity(reference, run_savedmodel(tmp, check_images, "serving_uint8"))
+        _write_json(tmp / SIDECAR, {**info, "card": card})
+    info.update(output=str(output), size_bytes=_tree_size(output))
+    if base is not None:
+        info.update(version=int(output.name), serving_command=serving_command(base, model.model_name))
+    return info
+
+
+def _export_tflite(model, output: Path, info: dict, card, *, tta, quantize, representative, check_images,
+                   check_dataset: dict) -> dict:
+    """Convert to TFLite, check parity against Keras, write the file and its sidecar (atomically)."""
+    from .weights import atomic_path
+
+    if output.is_dir():
+        output = output / f"{model.model_name}_{quantize}.tflite"
     conversion: dict = {}
     with with_tta(model, tta):
         flat = convert_tflite(model, quantize, representative, report=conversion)
-        reference = keras_probabilities(model, check_images, tta=True) if check else None
+        reference = keras_probabilities(model, check_images, tta=True) if check_images is not None else None
     if "float_layers" in conversion:
         info["float_layers"] = conversion["float_layers"]
-    if check:
+    if check_images is not None:
         info["parity"] = parity(reference, run_tflite(interpreter(model_content=flat), check_images))
-        info["parity"]["dataset"] = {"name": dataset, "split": check_split}
+        info["parity"]["dataset"] = check_dataset
     interp = interpreter(model_content=flat)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     info["tflite_io"] = {"input_dtype": np.dtype(inp["dtype"]).name, "input_quantization": list(inp["quantization"]),
                          "output_dtype": np.dtype(out["dtype"]).name,
                          "output_quantization": list(out["quantization"])}
-    from .weights import atomic_path
-
     sidecar = output.with_suffix(".json") if output.suffix == ".tflite" else output.with_name(output.name + ".json")
     with atomic_path(output, suffix=".tflite") as tmp:
         tmp.write_bytes(flat)
