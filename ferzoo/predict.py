@@ -831,28 +831,13 @@ def explain_files(paths, model=None, weights=None, *, output: str | os.PathLike,
     method (:func:`ferzoo.explain.default_methods`); with several, a picture with all of them side by side too.
     Returns the predict records, each with ``explanations``: ``{method: file}``, and ``explanation``: the side by
     side picture (several methods) or the one picture."""
-    from PIL import Image
-
-    from .explain import caption, default_methods, list_explainers
-    from .weights import atomic_path
-
     say = say or _say_default
     _check_int("size", size, 64)
     paths = as_input_list(paths)
     if not paths:
         raise ValueError("give at least one photo, folder or video")
     model = load_model(model, weights, say)
-    known = list_explainers(model.model_name)
-    if methods is None:
-        methods = default_methods(model.model_name)
-        own = model.spec.default_explainer
-        what = ("the model's own, which localises" if methods == [own] else
-                f"{methods[0]} localises here; {own} is the model's own" if len(methods) > 1 else "")
-        say(f"methods: {', '.join(methods)} ({what}; --method chooses from {', '.join(known)})")
-    methods = list(methods)
-    bad = [m for m in methods if m not in known]
-    if bad:
-        raise ValueError(f"--method {bad[0]!r}: model {model.model_name!r} has the methods {', '.join(known)}")
+    methods = _explain_methods(model, methods, say)
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = expand_inputs(paths, say)
@@ -867,46 +852,75 @@ def explain_files(paths, model=None, weights=None, *, output: str | os.PathLike,
             if not item.faces:
                 slots[item.slot] = [_record(item.source, item.frame, item.status or NO_FACE)]
                 continue
-            crops = [c for _, c in item.faces]
-            probs = _classify(model, crops, 64)
-            classes = probs.argmax(-1)
-            maps = {m: np.asarray(model.explain(crops, method=m, class_index=classes)) for m in methods}
-            rows = []
-            base = names.get(item.source.name, item.frame, "")
-            for k, (face, _) in enumerate(item.faces):
-                j = int(classes[k])
-                rec = _record(item.source, item.frame, OK, face=k, box=_box_in_file(item, face),
-                              cls=model.class_names[j],
-                              probs={n: round(float(v), 6) for n, v in zip(model.class_names, probs[k])},
-                              confidence=round(float(face.confidence), 6) if detect else None)
-                picture = model_view(pipe.display_crop(item, face, size), model.input_shape_hwc[-1])
-                rec["explanations"] = {}
-                label = f"{model.class_names[j]} {probs[k, j]:.2f}"
-                captions = {m: caption(model.model_name, m, model.class_names[j]) for m in methods}
-                lines = max(len(wrap_text(c, _panel_width(picture, maps[m][k]), size)) for m, c in captions.items())
-                panels = []
-                for m in methods:
-                    if not np.any(maps[m][k] > 0):
-                        say(f"{item.source.file}: face {k}: the {m} map is zero everywhere (no part of the face "
-                            f"raised the {model.class_names[j]} score at the layer it maps); its picture says so")
-                    panel = explain_panel(picture, maps[m][k], label, m, captions[m], caption_lines=lines)
-                    panels.append(panel)
-                    target = out_dir / f"{base}_face{k}_{_safe(m)}.png"
-                    with atomic_path(target, suffix=".png") as tmp:
-                        Image.fromarray(panel).save(tmp, format="PNG")
-                    rec["explanations"][m] = str(target)
-                rec["explanation"] = rec["explanations"][methods[0]]
-                if len(panels) > 1:
-                    gap = np.zeros((panels[0].shape[0], max(4, size // 32), 3), np.uint8)
-                    sheet = np.concatenate([x for pnl in panels for x in (pnl, gap)][:-1], axis=1)
-                    target = out_dir / f"{base}_face{k}.png"
-                    with atomic_path(target, suffix=".png") as tmp:
-                        Image.fromarray(sheet).save(tmp, format="PNG")
-                    rec["explanation"] = str(target)
-                rows.append(rec)
-            slots[item.slot] = rows
-    records = [r for slot in sorted(slots) for r in slots[slot]]
-    return records
+            slots[item.slot] = _explain_item(model, pipe, item, methods, out_dir=out_dir,
+                                             base=names.get(item.source.name, item.frame, ""), size=size,
+                                             detect=detect, say=say)
+    return [r for slot in sorted(slots) for r in slots[slot]]
+
+
+def _explain_methods(model, methods: Sequence[str] | None, say) -> list[str]:
+    """The methods asked for, checked against the model's; by default one that localises and the model's own."""
+    from .explain import default_methods, list_explainers
+
+    known = list_explainers(model.model_name)
+    if methods is None:
+        methods = default_methods(model.model_name)
+        own = model.spec.default_explainer
+        what = ("the model's own, which localises" if methods == [own] else
+                f"{methods[0]} localises here; {own} is the model's own" if len(methods) > 1 else "")
+        say(f"methods: {', '.join(methods)} ({what}; --method chooses from {', '.join(known)})")
+    methods = list(methods)
+    bad = [m for m in methods if m not in known]
+    if bad:
+        raise ValueError(f"--method {bad[0]!r}: model {model.model_name!r} has the methods {', '.join(known)}")
+    return methods
+
+
+def _explain_item(model, pipe, item, methods: list[str], *, out_dir: Path, base: str, size: int, detect: bool,
+                  say) -> list[dict]:
+    """The records of one photo or frame's faces, each face's pictures written (one per method, and the methods
+    side by side when there are several)."""
+    from .explain import caption
+
+    crops = [c for _, c in item.faces]
+    probs = _classify(model, crops, 64)
+    classes = probs.argmax(-1)
+    maps = {m: np.asarray(model.explain(crops, method=m, class_index=classes)) for m in methods}
+    rows = []
+    for k, (face, _) in enumerate(item.faces):
+        j = int(classes[k])
+        rec = _record(item.source, item.frame, OK, face=k, box=_box_in_file(item, face),
+                      cls=model.class_names[j],
+                      probs={n: round(float(v), 6) for n, v in zip(model.class_names, probs[k])},
+                      confidence=round(float(face.confidence), 6) if detect else None)
+        picture = model_view(pipe.display_crop(item, face, size), model.input_shape_hwc[-1])
+        label = f"{model.class_names[j]} {probs[k, j]:.2f}"
+        captions = {m: caption(model.model_name, m, model.class_names[j]) for m in methods}
+        lines = max(len(wrap_text(c, _panel_width(picture, maps[m][k]), size)) for m, c in captions.items())
+        rec["explanations"], panels = {}, []
+        for m in methods:
+            if not np.any(maps[m][k] > 0):
+                say(f"{item.source.file}: face {k}: the {m} map is zero everywhere (no part of the face "
+                    f"raised the {model.class_names[j]} score at the layer it maps); its picture says so")
+            panels.append(explain_panel(picture, maps[m][k], label, m, captions[m], caption_lines=lines))
+            rec["explanations"][m] = str(_save_png(panels[-1], out_dir / f"{base}_face{k}_{_safe(m)}.png"))
+        rec["explanation"] = rec["explanations"][methods[0]]
+        if len(panels) > 1:
+            gap = np.zeros((panels[0].shape[0], max(4, size // 32), 3), np.uint8)
+            sheet = np.concatenate([x for pnl in panels for x in (pnl, gap)][:-1], axis=1)
+            rec["explanation"] = str(_save_png(sheet, out_dir / f"{base}_face{k}.png"))
+        rows.append(rec)
+    return rows
+
+
+def _save_png(pixels: np.ndarray, target: Path) -> Path:
+    from PIL import Image
+
+    from .weights import atomic_path
+
+    with atomic_path(target, suffix=".png") as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return target
 
 
 def _safe(method: str) -> str:
