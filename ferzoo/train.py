@@ -413,34 +413,13 @@ def resolve_job(model_name: str, dataset: str, data_dir, *, epochs, batch_size, 
     recipe_name, note = recipe_for(model_name, dataset, recipe)
     if note:
         say(note)
-    registered = {t for (_, t) in weights_mod.entries(model_name)}
-    if tag is None:
-        tag, note = default_tag(model_name, dataset, registered)
-        if note and output is None:
-            say(note)
-    elif tag in registered and output is None:
-        raise ValueError(f"--tag {tag!r}: {model_name}.{tag} names shipped weights, and a local run must not shadow "
-                         f"them; choose another tag (e.g. {tag}-local)")
-    out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
-    run = _Run(out_dir if output else weights_mod.home() / "runs" / model_name / tag)
+    tag, out_dir, run = _tag_and_run(model_name, dataset, tag, output, say)
     if isinstance(init_from, str) and init_from.lower() == "none":
         init_from, explicit_scratch = None, True  # --init-from none: from scratch, whatever the recipe says
     else:
         explicit_scratch = False
-    if run.exists() and not resume:
-        state = run.state()
-        raise ValueError(f"{run.root} holds the checkpoint of an unfinished run ({state['epoch']} of "
-                         f"{state['epochs']} epochs); pass --resume to continue it, or remove the folder to start over")
-    if resume and not run.exists():
-        raise ValueError(f"--resume: no checkpoint in {run.root} to continue from")
-    if resume and init_from:
-        raise ValueError("--resume continues a run from its checkpoint; --init-from is only for a new run")
-    previous = run.state() if resume else None
+    previous = _checkpoint_to_resume(run, resume, init_from, model=model_name, dataset=dataset, recipe=recipe_name)
     if previous is not None:
-        for key, value in (("model", model_name), ("dataset", dataset), ("recipe", recipe_name)):
-            if previous["settings"][key] != value:
-                raise ValueError(f"--resume: the checkpoint in {run.root} is of {key} {previous['settings'][key]!r}, "
-                                 f"not {value!r}")
         seed = previous["settings"]["seed"]
         if batch_size is None:
             batch_size = previous["settings"]["batch_size"]
@@ -478,6 +457,44 @@ def resolve_job(model_name: str, dataset: str, data_dir, *, epochs, batch_size, 
                     input_shape=tuple(input_shape) if input_shape else None, dataset_options=options,
                     init_from=init_from, config=dict(config or {}), limit=limit, verbose=verbose,
                     command=command or " ".join(shlex.quote(a) for a in sys.argv), say=say)
+
+
+def _tag_and_run(model_name: str, dataset: str, tag, output, say) -> tuple[str, Path, "_Run"]:
+    """The store tag (default: the data set's name, made unique; never a shipped tag's), the folder the weights
+    go to and the run folder that holds the checkpoints."""
+    registered = {t for (_, t) in weights_mod.entries(model_name)}
+    if tag is None:
+        tag, note = default_tag(model_name, dataset, registered)
+        if note and output is None:
+            say(note)
+    elif tag in registered and output is None:
+        raise ValueError(f"--tag {tag!r}: {model_name}.{tag} names shipped weights, and a local run must not shadow "
+                         f"them; choose another tag (e.g. {tag}-local)")
+    out_dir = Path(output) if output else weights_mod.store_dir(model_name, tag)
+    run = _Run(out_dir if output else weights_mod.home() / "runs" / model_name / tag)
+    return tag, out_dir, run
+
+
+def _checkpoint_to_resume(run: "_Run", resume: bool, init_from, *, model: str, dataset: str,
+                          recipe: str) -> dict | None:
+    """The checkpoint state ``--resume`` continues (checked to be of this model, data set and recipe), or None
+    for a new run, which must not overwrite an unfinished run's checkpoint."""
+    if run.exists() and not resume:
+        state = run.state()
+        raise ValueError(f"{run.root} holds the checkpoint of an unfinished run ({state['epoch']} of "
+                         f"{state['epochs']} epochs); pass --resume to continue it, or remove the folder to start over")
+    if resume and not run.exists():
+        raise ValueError(f"--resume: no checkpoint in {run.root} to continue from")
+    if resume and init_from:
+        raise ValueError("--resume continues a run from its checkpoint; --init-from is only for a new run")
+    if not resume:
+        return None
+    previous = run.state()
+    for key, value in (("model", model), ("dataset", dataset), ("recipe", recipe)):
+        if previous["settings"][key] != value:
+            raise ValueError(f"--resume: the checkpoint in {run.root} is of {key} {previous['settings'][key]!r}, "
+                             f"not {value!r}")
+    return previous
 
 
 def _schedule_follows_epochs(rec: dict, epochs: int, previous: dict | None, of_recipe: str, say) -> None:
