@@ -880,8 +880,6 @@ def _add_crop_options(s) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ferzoo.recipes import TTA_OPTIONS
-
     p = _Parser(prog="ferzoo", description="Facial expression recognition model zoo.")
     p.add_argument("--version", action="version", version=f"ferzoo {__import__('ferzoo').__version__}")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
@@ -896,7 +894,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("losses", help="list losses").set_defaults(fn=cmd_losses)
     _add_weights_commands(sub)
     _add_benchmark_command(sub)
+    _add_train_command(sub)
+    _add_evaluate_command(sub)
+    _add_photo_commands(sub)
+    _add_export_command(sub)
+    _add_serve_command(sub)
+    _add_convert_command(sub)
+    return p
 
+
+def _add_train_command(sub) -> None:
+    """``ferzoo train``'s options."""
     s = sub.add_parser("train", help="train a model with its recipe; the best weights go to the local store")
     s.add_argument("model")
     s.add_argument("--dataset", default="synthetic")
@@ -939,6 +947,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the recipe's, else auto: cached for teachers larger than the model; printed)")
     s.set_defaults(fn=cmd_train)
 
+
+def _add_evaluate_command(sub) -> None:
+    """``ferzoo evaluate``'s options."""
+    from ferzoo.recipes import TTA_OPTIONS
+
     s = sub.add_parser("evaluate", help="accuracy, balanced accuracy, macro-F1, confusion matrix (PNG + reports)")
     s.add_argument("model")
     s.add_argument("--weights", required=True, help="tag or .weights.h5 path")
@@ -956,9 +969,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: evaluation/MODEL.WEIGHTS.DATASET.SPLIT, printed)")
     s.set_defaults(fn=cmd_evaluate)
 
-    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
 
-    photo_help = (f"(default: {DEFAULT_MODEL} with its embedded weights {DEFAULT_WEIGHTS}, printed)")
+def _add_photo_commands(sub) -> None:
+    """``ferzoo predict`` and ``ferzoo explain``'s options."""
+    photo_help = _default_model_help()
     s = sub.add_parser("predict", help="classify the faces in photos, folders (recursively) and videos")
     s.add_argument("paths", nargs="*", metavar="PATH", help="photos, folders, videos")
     s.add_argument("--model", help=f"model name {photo_help}")
@@ -991,6 +1005,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_explain)
 
+
+def _add_export_command(sub) -> None:
+    """``ferzoo export``'s options."""
     s = sub.add_parser("export", help="export to SavedModel or TFLite")
     s.add_argument("model")
     s.add_argument("--weights", required=True)
@@ -1013,6 +1030,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many images of the data set's val split the parity check uses (default 64)")
     s.set_defaults(fn=cmd_export)
 
+
+def _add_serve_command(sub) -> None:
+    """``ferzoo serve``'s options."""
+    photo_help = _default_model_help()
     from ferzoo.serve import (DEFAULT_HOST, DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_WAIT_MS, DEFAULT_PORT,
                               SERVE_TTA)
 
@@ -1035,6 +1056,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_min_confidence(s)
     s.set_defaults(fn=cmd_serve)
 
+
+def _add_convert_command(sub) -> None:
+    """``ferzoo convert``'s options."""
     s = sub.add_parser("convert", help="convert published (e.g. PyTorch) weights into ferzoo weights")
     s.add_argument("model")
     s.add_argument("checkpoint")
@@ -1042,7 +1066,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output")
     s.add_argument("--config", nargs="*", metavar="KEY=VALUE")
     s.set_defaults(fn=cmd_convert)
-    return p
+
+
+def _default_model_help() -> str:
+    from ferzoo.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
+
+    return f"(default: {DEFAULT_MODEL} with its embedded weights {DEFAULT_WEIGHTS}, printed)"
 
 
 def main(argv=None) -> int:
