@@ -497,6 +497,19 @@ def _checkpoint_to_resume(run: "_Run", resume: bool, init_from, *, model: str, d
     return previous
 
 
+def _progress_bar():
+    """Keras's progress bar without its own ``Epoch i/n`` header: the driver runs one ``fit`` call per epoch and
+    prints the run's ``epoch i/N`` itself, where Keras would count the call's epochs (``Epoch 3/3``)."""
+    import keras
+
+    class EpochBar(keras.callbacks.ProgbarLogger):
+        def set_params(self, params):
+            super().set_params(params)
+            self.epochs = 1  # read only by the header
+
+    return EpochBar()
+
+
 def _schedule_follows_epochs(rec: dict, epochs: int, previous: dict | None, of_recipe: str, say) -> None:
     """A recipe's cosine schedule that spans its whole run spans the run's ``--epochs`` (in ``rec``, so the card
     records it): a shorter run still ends at ``min_lr`` rather than stopping part-way down the curve. A resumed
@@ -734,6 +747,8 @@ def run_epochs(job: TrainJob, model, pipes: Pipelines, strat, chief: bool) -> tu
         lr = lr_for(epoch)
         if lr is not None:
             callbacks.append(keras.callbacks.LearningRateScheduler(lambda _e, _lr, v=lr: v))
+        if job.verbose:
+            callbacks.append(_progress_bar())  # last, as Keras's own: it prints what the others logged
         hist = model.fit(pipes.train(epoch), validation_data=pipes.val, epochs=epoch + 1, initial_epoch=epoch,
                          verbose=job.verbose, callbacks=callbacks, shuffle=False)  # the pipeline shuffles per epoch
         logs = {k: float(v[-1]) for k, v in hist.history.items()}

@@ -151,6 +151,19 @@ def test_recipe_protocol_val_split_and_keep_last(registry, tmp_path):
     assert any("batch size: 16 (recipe 'synthetic'" in l for l in lines)  # a recipe default is printed
 
 
+def test_each_epoch_prints_the_runs_count_once_and_its_metrics_line(registry, tmp_path, capsys):
+    """The driver runs one fit call per epoch: the run's "epoch i/N" is printed, not Keras's "Epoch i/i" beside it,
+    and each epoch's line still ends with the learning rate the schedule set."""
+    lines = []
+    train("toy_rule", dataset="synthetic", epochs=3, verbose=2, limit=32, output=str(tmp_path / "r"),
+          say=lines.append)
+    out = capsys.readouterr().out
+    assert [l for l in lines if l.startswith("epoch ")] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "Epoch " not in out
+    metric_lines = [l for l in out.splitlines() if "val_accuracy" in l]
+    assert len(metric_lines) == 3 and all("learning_rate" in l for l in metric_lines)
+
+
 def test_reduce_on_plateau_reloads_the_best_weights(registry, tmp_path):
     lines = []
     result = train("toy_rule", dataset="synthetic", recipe="plateau", epochs=4, verbose=0, limit=32,
