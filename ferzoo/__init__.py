@@ -71,18 +71,25 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     data set) applies under ``config``, and its ``input_shape`` (e.g. the 64 x 64 of FDRL's ``fer2013`` recipe)
     when ``input_shape`` is not given (else the paper's input).
     """
-    import keras
-
-    from .labels import CANONICAL
-    from .model import FERModel, Standardize
-    from .specs import resolve
+    from .model import FERModel
 
     spec = get_registry().model(name)
+    shape, class_names, cfg = _build_settings(spec, name, num_classes, input_shape, class_names, recipe, config)
+    inputs, outputs, input_spec, aux = _build_graph(spec, name, num_classes, shape, cfg)
+    return FERModel(inputs=inputs, outputs=outputs, model_name=name, num_classes=num_classes,
+                    class_names=class_names, input_spec=input_spec.to_dict(), config=cfg, aux_losses=aux,
+                    recipe=recipe, name=name)
+
+
+def _build_settings(spec, name: str, num_classes: int, input_shape, class_names, recipe: str, config: dict):
+    """``build``'s arguments checked and resolved: the input shape (given, else the recipe's, else the paper's),
+    the class names and the config (the plugin's defaults, under the recipe's, under the caller's)."""
+    from .labels import CANONICAL
+    from .recipes import resolve_recipe
+
     recipes = spec.recipe_table()
     if recipe != "default" and recipe not in recipes:
         raise ValueError(f"model {name!r}: no recipe {recipe!r}; known: {sorted(recipes) or ['default']}")
-    from .recipes import resolve_recipe
-
     resolved = resolve_recipe(recipes, recipe, name)
     if input_shape is not None:
         shape = tuple(int(v) for v in input_shape)
@@ -105,7 +112,16 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
     if bad:
         raise ValueError(f"model {name!r}: recipe {recipe!r} sets unknown config keys {bad}; "
                          f"known: {sorted(spec.default_config)}")
-    cfg = {**dict(spec.default_config), **recipe_config, **config}
+    return shape, class_names, {**dict(spec.default_config), **recipe_config, **config}
+
+
+def _build_graph(spec, name: str, num_classes: int, shape: tuple, cfg: dict):
+    """The functional graph: input, standardisation, the plugin's builder (its outputs checked: ``logits`` of
+    ``num_classes``), the softmax, and the plugin's auxiliary losses (each checked to find the outputs it needs)."""
+    import keras
+
+    from .model import Standardize
+    from .specs import resolve
 
     input_spec = InputSpec(shape[0], shape[1], shape[2], _per_channel(spec.mean, shape[2]),
                            _per_channel(spec.std, shape[2]), spec.face_alignment)
@@ -127,9 +143,7 @@ def build(name: str, num_classes: int = 7, input_shape: Sequence[int] | None = N
         if missing:
             raise ValueError(f"model {name!r}: aux loss {loss.name!r} needs outputs {missing}; "
                              f"the model has {sorted(outputs)}")
-    return FERModel(inputs=inputs, outputs=outputs, model_name=name, num_classes=num_classes,
-                    class_names=class_names, input_spec=input_spec.to_dict(), config=cfg, aux_losses=aux,
-                    recipe=recipe, name=name)
+    return inputs, outputs, input_spec, aux
 
 
 def _per_channel(values, channels: int) -> tuple[float, ...]:
