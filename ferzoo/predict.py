@@ -711,15 +711,10 @@ def _marks(item: _Item, records: list[dict], pipe: _Pipeline, in_file: bool = Fa
 
 
 def _annotate(item: _Item, records: list[dict], pipe: _Pipeline, folder: Path, names: _Names) -> None:
-    from PIL import Image
-
     from .plots import draw_faces
-    from .weights import atomic_path
 
     drawn = draw_faces(item.image, _marks(item, records, pipe), note=None if item.faces else item.status or NO_FACE)
-    target = folder / names.get(item.source.name, item.frame, ".png")
-    with atomic_path(target, suffix=".png") as tmp:
-        Image.fromarray(drawn).save(tmp, format="PNG")
+    _save_png(drawn, folder / names.get(item.source.name, item.frame, ".png"))
 
 
 #: the codecs tried for an annotated video, by the input's ending (the first OpenCV opens is used); any other
