@@ -4,8 +4,8 @@
 inside a test would change the environment under test), so they are skipped; every other segment of a line
 (split at `&&`) runs in a fresh shell with no network. Each ```bash block stands on its own, as a reader copies it:
 its lines run in order, in a fresh folder with a fresh FERZOO_HOME of its own, and two blocks run at a time (CI has
-two cores; the commands mostly wait on TensorFlow's import). Each page under docs/ is run the same way as README.md (```text and ```sh blocks are shown, not run: commands that
-need real data or take long). File listings shown for a third-party package (```toml, ```py) are what
+two cores; the commands mostly wait on TensorFlow's import). Each page under docs/ is run the same way as
+README.md (```text and ```sh blocks are shown, not run: commands that need real data or take long). File listings shown for a third-party package (```toml, ```py) are what
 test_third_party.py builds and installs.
 """
 
