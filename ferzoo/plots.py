@@ -122,7 +122,7 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: str | os.P
         raise ValueError("training_curves_png: the history is empty")
     losses = sorted(k for k in hist if k in ("loss", "val_loss"))
     aux = sorted(k for k in hist if k.endswith("loss") and k not in losses)
-    scores = sorted(k for k in hist if not k.endswith("loss") and k != "learning_rate")
+    scores = sorted(k for k in hist if not k.endswith("loss") and k not in ("learning_rate", "epoch_seconds"))
     panels = [("loss", losses), ("auxiliary losses (unweighted)", aux), ("accuracy and other metrics", scores)]
     if "learning_rate" in hist:
         panels.append(("learning rate", ["learning_rate"]))

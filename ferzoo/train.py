@@ -771,7 +771,9 @@ def run_epochs(job: TrainJob, model, pipes: Pipelines, strat, chief: bool) -> tu
                     msg += f", best weights (epoch {state['best_epoch']}) reloaded"
                 say(msg)
         state["epoch"] = epoch + 1
-        state["train_seconds"] += time.time() - start
+        seconds = time.time() - start
+        state["train_seconds"] += seconds
+        state["history"].setdefault("epoch_seconds", []).append(round(seconds, 1))  # wall time, validation included
         if chief:
             job.run.save(model, state, best_weights if job.proto["keep"] == "best" or plateau else None)
     return state, best_weights

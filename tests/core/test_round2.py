@@ -149,6 +149,10 @@ def test_recipe_protocol_val_split_and_keep_last(registry, tmp_path):
     assert card["metrics"]["mean_last_2_accuracy"] == pytest.approx(np.mean(accs[-2:]))
     assert any("epochs: 3" not in l for l in lines) and not any("epochs:" in l for l in lines)  # given, not printed
     assert any("batch size: 16 (recipe 'synthetic'" in l for l in lines)  # a recipe default is printed
+    seconds = result["history"]["epoch_seconds"]  # each epoch's wall time is kept with its metrics
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert sum(seconds) == pytest.approx(card["train_seconds"], abs=0.2)
+    assert json.loads((tmp_path / "r" / "history.json").read_text())["epoch_seconds"] == seconds
 
 
 def test_each_epoch_prints_the_runs_count_once_and_its_metrics_line(registry, tmp_path, capsys):
@@ -310,6 +314,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == 4  # the epochs before the kill are kept, the rest were run once
     assert history["learning_rate"][: state["epoch"]] == state["history"]["learning_rate"]
+    assert history["epoch_seconds"][: state["epoch"]] == state["history"]["epoch_seconds"]  # kept across the kill
+    assert len(history["epoch_seconds"]) == 4
     card = W.read_card(out / "toy_rule.weights.h5")
     assert card["epochs_run"] == 4 and not (out / "checkpoint").exists()
 

@@ -30,7 +30,7 @@ def test_shipped_file_is_packed_and_its_card_holds_both_measurements(shipped):
     packing = card["packing"]
     assert packing and isinstance(packing, dict)
     assert card["metrics"]["split"] == "val" and card["metrics"]["accuracy"] > 0.6
-    assert card["input_spec"]["height"] == side and model.input_shape_hwc == (side, side, 3)
+    assert card["input_spec"]["height"] == side and model.input_shape_hwc == (side, side, card["input_spec"]["channels"])
     assert card["recipe_name"] == "fer2013" and card["dataset"] == "fer2013"
 
 

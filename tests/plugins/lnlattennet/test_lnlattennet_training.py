@@ -42,6 +42,7 @@ def test_a_few_steps_lower_the_loss_of_the_paper_method(tiny_config):
     assert last < first
 
 
+@pytest.mark.slow  # four epochs of the paper network, about 26 s: the default run passed 15 minutes
 def test_train_driver_keeps_the_last_epoch_and_reports_the_mean_of_the_last_k(tmp_path):
     from ferzoo.train import train
 
