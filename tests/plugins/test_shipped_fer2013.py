@@ -12,7 +12,7 @@ import ferzoo
 from ferzoo import weights as W
 
 #: (model, plugin folder, input side): each is loaded once, for all the checks on it
-SHIPPED = [("fdrl", "fdrl", 64), ("dan", "dan", 64), ("lnlattennet_cpu", "lnlattennet", 64)]
+SHIPPED = [("fdrl", "fdrl", 64), ("dan", "dan", 64), ("lnlattennet_cpu", "lnlattennet", 64), ("daf_cnn", "daf_cnn", 48)]
 
 
 @pytest.fixture(scope="module", params=SHIPPED, ids=[name for name, _, _ in SHIPPED])
